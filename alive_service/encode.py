@@ -1,0 +1,80 @@
+"""Encode RGB frames as an H.264 MP4 that phones and browsers play.
+
+yuv420p for compatibility, faststart so playback starts before the download ends.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    crf: int = 23
+    preset: str = "veryfast"
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class Video:
+    mp4: bytes
+    width: int
+    height: int
+    fps: int
+    frames: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+
+def encode_mp4(
+    frames: np.ndarray,
+    fps: int,
+    options: EncodeOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Video:
+    options = options or EncodeOptions()
+    count, height, width, _ = frames.shape
+    if width % 2 or height % 2:
+        raise ValueError(f"yuv420p needs even frame sizes, got {width}x{height}")
+    # faststart rewrites the file in a second pass, which needs a real file.
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
+        _encode_to(tmp.name, frames, fps, options, progress)
+        mp4 = Path(tmp.name).read_bytes()
+    return Video(mp4=mp4, width=width, height=height, fps=fps, frames=count)
+
+
+def _encode_to(
+    path: str,
+    frames: np.ndarray,
+    fps: int,
+    options: EncodeOptions,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    count, height, width, _ = frames.shape
+    # movflags must go to the container: as a stream option it is ignored.
+    with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.thread_count = options.threads
+        stream.options = {"crf": str(options.crf), "preset": options.preset}
+        for index, rgb in enumerate(frames):
+            # OpenCV's I420 conversion is ~10x faster than PyAV's own.
+            yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            if progress is not None:
+                progress(index + 1, count)
+        for packet in stream.encode():
+            container.mux(packet)

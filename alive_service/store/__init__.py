@@ -1,0 +1,21 @@
+"""Storage: the database (SQLAlchemy + Alembic) and the blob directory."""
+
+from alive_service.store.interface import (
+    BankEntry,
+    Conflict,
+    DecisionRecord,
+    EventRecord,
+    NotFound,
+    RateLimited,
+    ReportRecord,
+    Store,
+    StoreUnavailable,
+    VideoRecord,
+)
+from alive_service.store.migrate import upgrade
+from alive_service.store.sql import SqlStore, new_id
+
+__all__ = [
+    "BankEntry", "Conflict", "DecisionRecord", "EventRecord", "NotFound", "RateLimited",
+    "ReportRecord", "SqlStore", "Store", "StoreUnavailable", "VideoRecord", "new_id", "upgrade",
+]

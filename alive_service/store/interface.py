@@ -1,0 +1,173 @@
+"""What the service keeps, and the interface every storage backend implements.
+
+Life cycle of the data::
+
+    Animate ──► Decision (allow|block, per check, policy version)   always recorded
+       │ allow
+       ▼
+    Video (status "ready") ──► blob: MP4 + source photo (content addressed)
+       │                      idempotency (owner, key) ─► the same Video on retry
+       ▼
+    Report (one per video and reporter; a second one updates the first)
+       │
+       ▼
+    ModerationEvent (append-only: claim, note, dismiss, escalate, takedown, restore)
+       │ takedown
+       ├──► Video status "taken_down" (GetVideo: NOT_FOUND, reason TAKEN_DOWN)
+       ├──► BankEntry in bank "takedowns" (the photo's PDQ hash; the same photo is refused)
+       └──► Strike for the owner
+            restore: a new event; the video is served again, the bank entry and
+            strike are withdrawn (marked, never deleted)
+
+``SqlStore`` (SQLAlchemy: SQLite by default, PostgreSQL in production) is the
+implementation; the media bytes live in a ``BlobStore`` beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from safety.hashing import BankMatch
+
+
+class StoreUnavailable(RuntimeError):
+    """The database or blob store cannot be reached; the caller may retry."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    """The request contradicts stored state (e.g. an idempotency key reused differently)."""
+
+
+class RateLimited(RuntimeError):
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    request_id: str
+    user: str
+    stage: str  # "caption" | "image" | "output"
+    verdict: str  # "allow" | "block"
+    category: str | None
+    policy_version: str
+    checks: list[dict]
+    photo_sha256: str | None = None
+    pdq_hex: str | None = None
+    video_id: str | None = None
+    id: str = ""
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    id: str
+    owner: str
+    status: str  # "ready" | "taken_down"
+    caption: str
+    model_id: str
+    model_version: str
+    model_sha256: str
+    params: dict
+    photo_sha256: str
+    photo_mime: str
+    pdq_hex: str
+    width: int
+    height: int
+    fps: int
+    frames: int
+    size_bytes: int
+    video_sha256: str
+    manifest_id: str
+    c2pa_state: str
+    signer: str
+    safety: dict  # the decisions at generation: {"caption": ..., "image": ..., "output": ...}
+    faces: int = 0
+    idempotency_key: str | None = None
+    request_fingerprint: str | None = None
+    created_at: datetime | None = None
+    status_reason: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps if self.fps else 0.0
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    id: str
+    video_id: str
+    reporter: str
+    reason: str
+    details: str
+    status: str  # "open" | "claimed" | "resolved"
+    created_at: datetime
+    updated_at: datetime
+    resolution: str = ""
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    video_id: str | None
+    actor: str
+    action: str
+    note: str
+    created_at: datetime
+    report_id: str | None = None
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BankEntry:
+    id: str
+    bank: str
+    pdq_hex: str
+    source: str
+    created_at: datetime
+    active: bool = True
+    note: str = ""
+
+
+class Store(Protocol):
+    # Videos
+    def add_video(self, video: VideoRecord, mp4: bytes, photo: bytes) -> VideoRecord:
+        """Store blobs then the row. With an idempotency key already used by the
+        owner, return the earlier video (or raise Conflict if the request differs)."""
+
+    def find_idempotent(self, owner: str, key: str) -> VideoRecord | None: ...
+    def get_video(self, video_id: str) -> VideoRecord | None: ...
+    def read_mp4(self, video: VideoRecord) -> bytes: ...
+    def find_by_manifest(self, manifest_id: str) -> VideoRecord | None: ...
+
+    # Safety decisions
+    def record_decision(self, decision: DecisionRecord) -> str: ...
+    def decisions_for(self, request_id: str) -> Sequence[DecisionRecord]: ...
+
+    # Reports
+    def upsert_report(
+        self, video_id: str, reporter: str, reason: str, details: str
+    ) -> tuple[ReportRecord, bool]: ...
+    def reports_for(self, video_id: str) -> Sequence[ReportRecord]: ...
+
+    # Hash banks (the safety stage's HashBank)
+    def nearest(self, pdq_hex: str, max_distance: int) -> BankMatch | None: ...
+    def add_bank_entry(self, bank: str, pdq_hex: str, source: str, note: str = "") -> BankEntry: ...
+
+    # Moderation (append-only events)
+    def add_event(
+        self, actor: str, action: str, note: str = "", video_id: str | None = None,
+        report_id: str | None = None, data: dict | None = None,
+    ) -> EventRecord: ...
+    def events_for(self, video_id: str) -> Sequence[EventRecord]: ...
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""

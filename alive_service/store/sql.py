@@ -1,0 +1,423 @@
+"""The storage implementation: SQLAlchemy (SQLite or PostgreSQL) plus a blob directory."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from alive_service.store import schema
+from alive_service.store.blobs import BlobStore
+from alive_service.store.interface import (
+    BankEntry,
+    Conflict,
+    DecisionRecord,
+    EventRecord,
+    NotFound,
+    RateLimited,
+    ReportRecord,
+    StoreUnavailable,
+    VideoRecord,
+)
+from safety.hashing import BankMatch, MemoryHashBank
+
+T = TypeVar("T")
+
+REPORTS_PER_HOUR = 30
+
+
+def new_id(prefix: str = "") -> str:
+    return prefix + secrets.token_hex(8)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes; everything we write is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cursor = dbapi_conn.cursor()
+            # WAL lets readers run beside the one writer; NORMAL is durable in WAL mode
+            # against process crashes, which is what "killed mid-request" needs.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8, pool_timeout=10)
+
+
+def _video(row: schema.Video) -> VideoRecord:
+    return VideoRecord(
+        id=row.id, owner=row.owner, status=row.status, status_reason=row.status_reason,
+        caption=row.caption, model_id=row.model_id, model_version=row.model_version,
+        model_sha256=row.model_sha256, params=dict(row.params), photo_sha256=row.photo_sha256,
+        photo_mime=row.photo_mime, pdq_hex=row.pdq_hex, width=row.width, height=row.height,
+        fps=row.fps, frames=row.frames, size_bytes=row.size_bytes, video_sha256=row.video_sha256,
+        manifest_id=row.manifest_id, c2pa_state=row.c2pa_state, signer=row.signer,
+        safety=dict(row.safety), faces=row.faces, idempotency_key=row.idempotency_key,
+        request_fingerprint=row.request_fingerprint, created_at=_aware(row.created_at),
+    )
+
+
+def _report(row: schema.Report) -> ReportRecord:
+    return ReportRecord(
+        id=row.id, video_id=row.video_id, reporter=row.reporter, reason=row.reason,
+        details=row.details, status=row.status, resolution=row.resolution,
+        created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),  # type: ignore[arg-type]
+    )
+
+
+def _event(row: schema.Event) -> EventRecord:
+    return EventRecord(
+        id=row.id, video_id=row.video_id, report_id=row.report_id, actor=row.actor,
+        action=row.action, note=row.note, data=dict(row.data or {}),
+        created_at=_aware(row.created_at),  # type: ignore[arg-type]
+    )
+
+
+def _bank_entry(row: schema.BankEntry) -> BankEntry:
+    return BankEntry(
+        id=row.id, bank=row.bank, pdq_hex=row.pdq_hex, source=row.source, note=row.note,
+        active=row.active, created_at=_aware(row.created_at),  # type: ignore[arg-type]
+    )
+
+
+class SqlStore:
+    """``Store`` on SQLAlchemy. Every public method is one transaction."""
+
+    def __init__(self, url: str, blob_dir: Path) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.blobs = BlobStore(blob_dir)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, IntegrityError):
+                raise
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                raise StoreUnavailable(f"the database is unavailable: {exc.orig}") from exc
+            raise
+
+    def _read(self, fn: Callable[[Session], T]) -> T:
+        with self._session() as session:
+            return fn(session)
+
+    def ping(self) -> None:
+        self._read(lambda s: s.execute(text("SELECT 1")).scalar())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- videos -----------------------------------------------------------------------------
+    def add_video(self, video: VideoRecord, mp4: bytes, photo: bytes) -> VideoRecord:
+        # Blobs first: a row never points at bytes that are not there.
+        try:
+            video_blob = self.blobs.put(mp4)
+            photo_blob = self.blobs.put(photo)
+        except OSError as exc:
+            raise StoreUnavailable(f"the blob store is unavailable: {exc}") from exc
+        row = schema.Video(
+            id=video.id, owner=video.owner, status=video.status, caption=video.caption,
+            model_id=video.model_id, model_version=video.model_version,
+            model_sha256=video.model_sha256, params=video.params,
+            photo_sha256=video.photo_sha256, photo_mime=video.photo_mime,
+            photo_blob=photo_blob, pdq_hex=video.pdq_hex, width=video.width,
+            height=video.height, fps=video.fps, frames=video.frames, faces=video.faces,
+            size_bytes=len(mp4), video_sha256=video_blob, video_blob=video_blob,
+            manifest_id=video.manifest_id, c2pa_state=video.c2pa_state, signer=video.signer,
+            safety=video.safety, idempotency_key=video.idempotency_key,
+            request_fingerprint=video.request_fingerprint,
+            created_at=video.created_at or schema.utcnow(),
+        )
+        try:
+            with self._session() as session:
+                session.add(row)
+                session.flush()
+                stored = _video(row)
+                if video.safety:
+                    # The decisions of this request now point at the video they allowed.
+                    request_id = video.safety.get("request_id")
+                    if request_id:
+                        for decision in session.scalars(
+                            select(schema.Decision).where(schema.Decision.request_id == request_id)
+                        ):
+                            decision.video_id = video.id
+                return stored
+        except IntegrityError:
+            if video.idempotency_key:
+                earlier = self.find_idempotent(video.owner, video.idempotency_key)
+                if earlier is not None:
+                    if earlier.request_fingerprint != video.request_fingerprint:
+                        raise Conflict(
+                            "the idempotency key was already used for a different request"
+                        ) from None
+                    return earlier
+            raise
+
+    def find_idempotent(self, owner: str, key: str) -> VideoRecord | None:
+        def q(s: Session) -> VideoRecord | None:
+            row = s.scalar(
+                select(schema.Video).where(
+                    schema.Video.owner == owner, schema.Video.idempotency_key == key
+                )
+            )
+            return _video(row) if row else None
+
+        return self._read(q)
+
+    def get_video(self, video_id: str) -> VideoRecord | None:
+        def q(s: Session) -> VideoRecord | None:
+            row = s.get(schema.Video, video_id)
+            return _video(row) if row else None
+
+        return self._read(q)
+
+    def find_by_manifest(self, manifest_id: str) -> VideoRecord | None:
+        def q(s: Session) -> VideoRecord | None:
+            row = s.scalar(select(schema.Video).where(schema.Video.manifest_id == manifest_id))
+            return _video(row) if row else None
+
+        return self._read(q)
+
+    def read_mp4(self, video: VideoRecord) -> bytes:
+        def q(s: Session) -> str:
+            row = s.get(schema.Video, video.id)
+            if row is None:
+                raise NotFound(video.id)
+            return row.video_blob
+
+        key = self._read(q)
+        try:
+            return self.blobs.get(key)
+        except FileNotFoundError as exc:
+            raise StoreUnavailable(f"the video's bytes are missing from the blob store: {key}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"the blob store is unavailable: {exc}") from exc
+
+    def read_photo(self, video_id: str) -> bytes:
+        key = self._read(lambda s: s.get(schema.Video, video_id).photo_blob)  # type: ignore[union-attr]
+        return self.blobs.get(key)
+
+    def set_video_status(self, video_id: str, status: str, reason: str = "") -> None:
+        def q(s: Session) -> None:
+            row = s.get(schema.Video, video_id)
+            if row is None:
+                raise NotFound(video_id)
+            row.status = status
+            row.status_reason = reason
+
+        self._read(q)
+
+    # -- safety decisions -------------------------------------------------------------------
+    def record_decision(self, decision: DecisionRecord) -> str:
+        decision_id = decision.id or new_id("d_")
+        with self._session() as session:
+            session.add(
+                schema.Decision(
+                    id=decision_id, request_id=decision.request_id, user=decision.user,
+                    stage=decision.stage, verdict=decision.verdict, category=decision.category,
+                    policy_version=decision.policy_version, checks=decision.checks,
+                    photo_sha256=decision.photo_sha256, pdq_hex=decision.pdq_hex,
+                    video_id=decision.video_id,
+                )
+            )
+        return decision_id
+
+    def decisions_for(self, request_id: str) -> Sequence[DecisionRecord]:
+        def q(s: Session) -> list[DecisionRecord]:
+            rows = s.scalars(
+                select(schema.Decision)
+                .where(schema.Decision.request_id == request_id)
+                .order_by(schema.Decision.created_at)
+            )
+            return [
+                DecisionRecord(
+                    id=r.id, request_id=r.request_id, user=r.user, stage=r.stage,
+                    verdict=r.verdict, category=r.category, policy_version=r.policy_version,
+                    checks=list(r.checks), photo_sha256=r.photo_sha256, pdq_hex=r.pdq_hex,
+                    video_id=r.video_id, created_at=_aware(r.created_at),
+                )
+                for r in rows
+            ]
+
+        return self._read(q)
+
+    def count_decisions(self, user: str | None = None) -> int:
+        def q(s: Session) -> int:
+            stmt = select(func.count()).select_from(schema.Decision)
+            if user is not None:
+                stmt = stmt.where(schema.Decision.user == user)
+            return int(s.scalar(stmt) or 0)
+
+        return self._read(q)
+
+    # -- reports ----------------------------------------------------------------------------
+    def upsert_report(
+        self, video_id: str, reporter: str, reason: str, details: str
+    ) -> tuple[ReportRecord, bool]:
+        now = schema.utcnow()
+        for attempt in range(3):
+            try:
+                with self._session() as session:
+                    recent = session.scalar(
+                        select(func.count())
+                        .select_from(schema.ReportSubmission)
+                        .where(
+                            schema.ReportSubmission.reporter == reporter,
+                            schema.ReportSubmission.created_at > now - timedelta(hours=1),
+                        )
+                    )
+                    if (recent or 0) >= REPORTS_PER_HOUR:
+                        raise RateLimited(
+                            f"at most {REPORTS_PER_HOUR} reports an hour; try again later", 600.0
+                        )
+                    video = session.get(schema.Video, video_id)
+                    if video is None:
+                        raise NotFound(f"no video {video_id}")
+                    session.add(schema.ReportSubmission(reporter=reporter, created_at=now))
+                    row = session.scalar(
+                        select(schema.Report).where(
+                            schema.Report.video_id == video_id, schema.Report.reporter == reporter
+                        )
+                    )
+                    updated = row is not None
+                    if row is None:
+                        row = schema.Report(
+                            id=new_id("r_"), video_id=video_id, reporter=reporter,
+                            reason=reason, details=details, status="open",
+                            created_at=now, updated_at=now,
+                        )
+                        session.add(row)
+                    else:
+                        row.reason, row.details, row.updated_at = reason, details, now
+                        if row.status == "resolved":
+                            # A fresh report after a decision reopens it for review.
+                            row.status, row.resolution, row.resolved_at = "open", "", None
+                    session.flush()
+                    return _report(row), updated
+            except IntegrityError:
+                # Two concurrent first reports by the same user: the loser retries as an update.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def reports_for(self, video_id: str) -> Sequence[ReportRecord]:
+        def q(s: Session) -> list[ReportRecord]:
+            rows = s.scalars(
+                select(schema.Report)
+                .where(schema.Report.video_id == video_id)
+                .order_by(schema.Report.created_at)
+            )
+            return [_report(r) for r in rows]
+
+        return self._read(q)
+
+    def get_report(self, report_id: str) -> ReportRecord | None:
+        def q(s: Session) -> ReportRecord | None:
+            row = s.get(schema.Report, report_id)
+            return _report(row) if row else None
+
+        return self._read(q)
+
+    def count_reports(self) -> int:
+        return self._read(
+            lambda s: int(s.scalar(select(func.count()).select_from(schema.Report)) or 0)
+        )
+
+    # -- hash banks -------------------------------------------------------------------------
+    def nearest(self, pdq_hex: str, max_distance: int) -> BankMatch | None:
+        def q(s: Session) -> list[tuple[str, str, str]]:
+            return [
+                (r.id, r.bank, r.pdq_hex)
+                for r in s.execute(
+                    select(schema.BankEntry.id, schema.BankEntry.bank, schema.BankEntry.pdq_hex)
+                    .where(schema.BankEntry.active.is_(True))
+                )
+            ]
+
+        rows = self._read(q)
+        if not rows:
+            return None
+        # Read fresh on every check, so a takedown through any replica applies at once.
+        bank_of = {entry_id: bank for entry_id, bank, _ in rows}
+        match = MemoryHashBank("db", [(entry_id, h) for entry_id, _, h in rows]).nearest(
+            pdq_hex, max_distance
+        )
+        if match is None:
+            return None
+        return BankMatch(bank_of[match.entry_id], match.entry_id, match.hash_hex, match.distance)
+
+    def add_bank_entry(self, bank: str, pdq_hex: str, source: str, note: str = "") -> BankEntry:
+        with self._session() as session:
+            row = schema.BankEntry(
+                id=new_id("h_"), bank=bank, pdq_hex=pdq_hex.lower(), source=source, note=note,
+                active=True, created_at=schema.utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return _bank_entry(row)
+
+    def bank_entries(self, bank: str | None = None, active_only: bool = True) -> list[BankEntry]:
+        def q(s: Session) -> list[BankEntry]:
+            stmt = select(schema.BankEntry).order_by(schema.BankEntry.created_at)
+            if bank:
+                stmt = stmt.where(schema.BankEntry.bank == bank)
+            if active_only:
+                stmt = stmt.where(schema.BankEntry.active.is_(True))
+            return [_bank_entry(r) for r in s.scalars(stmt)]
+
+        return self._read(q)
+
+    # -- moderation events ------------------------------------------------------------------
+    def add_event(
+        self, actor: str, action: str, note: str = "", video_id: str | None = None,
+        report_id: str | None = None, data: dict | None = None,
+    ) -> EventRecord:
+        with self._session() as session:
+            row = schema.Event(
+                video_id=video_id, report_id=report_id, actor=actor, action=action, note=note,
+                data=data or {}, created_at=schema.utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return _event(row)
+
+    def events_for(self, video_id: str) -> Sequence[EventRecord]:
+        def q(s: Session) -> list[EventRecord]:
+            rows = s.scalars(
+                select(schema.Event)
+                .where(schema.Event.video_id == video_id)
+                .order_by(schema.Event.id)
+            )
+            return [_event(r) for r in rows]
+
+        return self._read(q)
+
+
+def check_not_found(value: T | None, what: str) -> T:
+    if value is None:
+        raise NotFound(what)
+    return value
