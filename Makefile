@@ -1,0 +1,64 @@
+# Alive: `make serve` and `make test` set everything up from a fresh clone.
+PY_SYSTEM ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+MODELS ?= build/models
+export ALIVE_MODEL_DIR ?= $(MODELS)
+PROTO_OUT := alive_service/proto_gen
+PROTO_STAMP := $(PROTO_OUT)/alive/v1/alive_pb2.py
+MODEL_SOURCES := $(shell find alive_service/motion safety -name '*.py' -o -name '*.toml' -o -name '*.jsonl' 2>/dev/null)
+
+.PHONY: setup serve test unit integration smoke models eval bench load lint clean
+
+setup: $(VENV)/.stamp $(PROTO_STAMP) $(MODELS)/BUILD.json
+
+# torch first, from the local CPU build, so nothing pulls a CUDA build; then the
+# project; nudenet and facenet-pytorch without their deps (they pin onnxruntime and
+# torchvision, which clash or do not exist here).
+$(VENV)/.stamp: pyproject.toml
+	test -x $(PY) || $(PY_SYSTEM) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	$(PIP) install --no-deps nudenet==3.4.2 facenet-pytorch==2.6.0
+	touch $@
+
+$(PROTO_STAMP): proto/alive/v1/alive.proto $(VENV)/.stamp
+	mkdir -p $(PROTO_OUT)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
+		--grpc_python_out=$(PROTO_OUT) proto/alive/v1/alive.proto
+	sed -i 's/^from alive\.v1 import/from alive_service.proto_gen.alive.v1 import/' \
+		$(PROTO_OUT)/alive/v1/alive_pb2_grpc.py
+	touch $(PROTO_OUT)/__init__.py $(PROTO_OUT)/alive/__init__.py $(PROTO_OUT)/alive/v1/__init__.py
+
+$(MODELS)/BUILD.json: $(VENV)/.stamp $(MODEL_SOURCES)
+	$(PY) -m alive_service.artifacts --out $(MODELS)
+
+models: $(MODELS)/BUILD.json
+
+serve: setup
+	$(VENV)/bin/alive-server
+
+test: setup
+	$(PY) -m pytest -q -x --durations=15
+
+unit: setup
+	$(PY) -m pytest -q -m "not integration"
+
+smoke: setup
+	$(PY) -m alive_service.smoke
+
+eval: setup
+	$(PY) -m alive_service.motion.eval --out build/eval
+
+bench: setup
+	$(PY) -m alive_service.bench
+
+load: setup
+	$(PY) -m alive_service.load
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build $(PROTO_OUT) .pytest_cache

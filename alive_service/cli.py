@@ -1,0 +1,198 @@
+"""`alive`: the reference client. Animate a photo, fetch, report and verify videos."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import grpc
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from alive_service.client import AliveClient
+from alive_service.rpc import error_info, pb
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Bring a photo to life with the Alive service.")
+err = Console(stderr=True)
+
+STAGE_NAMES = {
+    pb.STAGE_CHECKING: "checking",
+    pb.STAGE_GENERATING: "generating",
+    pb.STAGE_ENCODING: "encoding",
+    pb.STAGE_SIGNING: "signing",
+    pb.STAGE_STORING: "storing",
+    pb.STAGE_DONE: "done",
+}
+REASONS = {pb.ReportReason.Name(v).lower(): v for v in pb.ReportReason.values() if v}
+
+
+def _client() -> AliveClient:
+    try:
+        return AliveClient()
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: grpc.RpcError) -> None:
+    reason, metadata, retry = error_info(exc)
+    err.print(f"[red]{exc.code().name}[/] {exc.details()}")
+    if reason:
+        extra = ", ".join(f"{k}={v}" for k, v in metadata.items())
+        err.print(f"  reason: {reason}" + (f" ({extra})" if extra else ""))
+    if retry is not None:
+        err.print(f"  retry after {retry:g} s")
+    raise typer.Exit(1)
+
+
+@app.command()
+def animate(
+    photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="JPEG, PNG or WebP"),
+    caption: str = typer.Option("", "--caption", "-c"),
+    output: Path = typer.Option(Path("out.mp4"), "--output", "-o"),
+    duration: float = typer.Option(0.0, help="seconds (default 3)"),
+    long_side: int = typer.Option(0, help="pixels (default 1280)"),
+    seed: int = typer.Option(0),
+    sky: float | None = typer.Option(None, help="0..2, 0 turns it off"),
+    water: float | None = typer.Option(None),
+    face: float | None = typer.Option(None),
+    camera: float | None = typer.Option(None),
+    key: str = typer.Option("", help="idempotency key for safe retries"),
+) -> None:
+    """Animate PHOTO and write a signed MP4."""
+    options = pb.AnimateOptions(duration_s=duration, long_side=long_side, seed=seed)
+    for name, value in (("sky", sky), ("water", water), ("face", face), ("camera", camera)):
+        if value is not None:
+            setattr(options, name, value)
+    with _client() as client, Progress(
+        TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+        console=err, transient=True,
+    ) as bar:
+        task = bar.add_task("checking", total=None)
+
+        def on_progress(p: pb.Progress) -> None:
+            bar.update(task, description=STAGE_NAMES.get(p.stage, "?"),
+                       completed=p.frames_done, total=p.frames_total or None)
+
+        try:
+            result = client.animate(photo.read_bytes(), caption, options, key, on_progress)
+        except grpc.RpcError as exc:
+            bar.stop()
+            _fail(exc)
+            return
+    output.write_bytes(result.mp4)
+    info = result.info
+    err.print(
+        f"[green]video {info.video_id}[/] {info.width}x{info.height} {info.duration_s:.1f}s "
+        f"{info.size_bytes / 1e6:.2f} MB -> {output}"
+        + (" (an earlier result for this key)" if info.reused else "")
+    )
+    err.print(f"  signed: {info.provenance.signed}, AI-generated: {info.provenance.ai_generated},"
+              f" manifest {info.provenance.manifest_id}")
+    print(info.video_id)
+
+
+@app.command()
+def get(video_id: str, output: Path = typer.Option(Path("out.mp4"), "--output", "-o")) -> None:
+    """Download a video."""
+    with _client() as client:
+        try:
+            data = client.get_video(video_id)
+        except grpc.RpcError as exc:
+            _fail(exc)
+            return
+    output.write_bytes(data)
+    err.print(f"{len(data)} bytes -> {output}")
+
+
+@app.command()
+def report(
+    video_id: str,
+    reason: str = typer.Option(..., help=", ".join(REASONS)),
+    details: str = typer.Option(""),
+) -> None:
+    """Report a video for review."""
+    if reason.lower() not in REASONS:
+        err.print(f"[red]unknown reason {reason!r}[/]; one of: {', '.join(REASONS)}")
+        raise typer.Exit(2)
+    with _client() as client:
+        try:
+            reply = client.report(video_id, REASONS[reason.lower()], details)
+        except grpc.RpcError as exc:
+            _fail(exc)
+            return
+    err.print(("updated report " if reply.updated else "report ") + reply.report_id)
+    print(reply.report_id)
+
+
+@app.command()
+def verify(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False),
+    remote: bool = typer.Option(False, help="ask the server (finds the record too)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check a video's Content Credentials (and its watermark when they were stripped)."""
+    data = file.read_bytes()
+    if remote:
+        with _client() as client:
+            try:
+                reply = client.verify(data)
+            except grpc.RpcError as exc:
+                _fail(exc)
+                return
+        summary = {
+            "manifest_present": reply.manifest_present, "state": reply.validation_state,
+            "ai_generated": reply.ai_generated, "signer": reply.signer,
+            "claim_generator": reply.claim_generator, "manifest_id": reply.manifest_id,
+            "parameters": dict(reply.parameters), "failures": list(reply.failures),
+            "watermark_video_id": reply.watermark_video_id or None,
+            "record_found": reply.record_found, "record_status": reply.record_status,
+        }
+    else:
+        from provenance.verify import verify_mp4
+
+        anchors = _trust_anchors()
+        result = verify_mp4(data, anchors)
+        summary = {
+            "manifest_present": result.manifest_present, "state": result.state,
+            "ai_generated": result.ai_generated, "signer": result.signer,
+            "claim_generator": result.claim_generator, "manifest_id": result.manifest_id,
+            "parameters": result.params, "failures": list(result.failures),
+            "watermark_video_id": result.watermark_video_id,
+            "watermark_confidence": round(result.watermark_confidence, 3),
+        }
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>20}: {value}")
+    if summary["state"] == "Invalid":
+        raise typer.Exit(1)
+
+
+def _trust_anchors() -> bytes | None:
+    path = os.environ.get("ALIVE_TRUST_ANCHORS")
+    if path:
+        return Path(path).read_bytes()
+    dev_root = Path(os.environ.get("ALIVE_DATA_DIR", "var")) / "keys" / "c2pa-dev-root.pem"
+    return dev_root.read_bytes() if dev_root.exists() else None
+
+
+@app.command()
+def token(user: str, ttl_hours: float = typer.Option(24.0)) -> None:
+    """Mint a token for USER with the server's secret (local data directory only)."""
+    from alive_service.auth import load_or_create_secret, mint_token
+
+    data_dir = Path(os.environ.get("ALIVE_DATA_DIR", "var"))
+    if not (data_dir / "auth" / "secret").exists():
+        err.print(f"[red]no secret in {data_dir}/auth[/]: start the server once first")
+        raise typer.Exit(2)
+    print(mint_token(load_or_create_secret(data_dir), user, int(ttl_hours * 3600)))
+
+
+if __name__ == "__main__":
+    app(sys.argv[1:])

@@ -1,0 +1,114 @@
+"""A small typed client for the Alive API (used by the CLI, the smoke test and the load test)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from alive_service.auth import dev_token_path
+from alive_service.rpc import pb, pb_grpc
+
+DEFAULT_ADDR = "127.0.0.1:50051"
+MB = 1024 * 1024
+
+
+def default_addr() -> str:
+    return os.environ.get("ALIVE_ADDR", DEFAULT_ADDR)
+
+
+def default_token() -> str:
+    """ALIVE_TOKEN, or the dev token the server leaves in its data directory."""
+    token = os.environ.get("ALIVE_TOKEN")
+    if token:
+        return token.strip()
+    path = dev_token_path(Path(os.environ.get("ALIVE_DATA_DIR", "var")))
+    if path.exists():
+        return path.read_text().strip()
+    raise FileNotFoundError(
+        f"no token: set ALIVE_TOKEN, or start the server once so it writes {path}"
+    )
+
+
+def channel(addr: str) -> grpc.Channel:
+    options = [
+        ("grpc.max_send_message_length", 26 * MB),
+        ("grpc.max_receive_message_length", 8 * MB),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+    if "," in addr:
+        # Several replicas: spread calls with client-side round-robin.
+        options.append(("grpc.lb_policy_name", "round_robin"))
+        addr = "ipv4:" + addr
+    return grpc.insecure_channel(addr, options=options)
+
+
+@dataclass(frozen=True)
+class Animated:
+    info: pb.VideoInfo
+    mp4: bytes
+    progress: list[pb.Progress]
+
+
+class AliveClient:
+    def __init__(self, addr: str | None = None, token: str | None = None,
+                 timeout_s: float = 120.0) -> None:
+        self.addr = addr or default_addr()
+        self.token = token if token is not None else default_token()
+        self.timeout_s = timeout_s
+        self.channel = channel(self.addr)
+        self.stub = pb_grpc.AliveServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> AliveClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.token}")]
+
+    def animate(
+        self, photo: bytes, caption: str = "", options: pb.AnimateOptions | None = None,
+        idempotency_key: str = "", on_progress: Callable[[pb.Progress], None] | None = None,
+    ) -> Animated:
+        request = pb.AnimateRequest(photo=photo, caption=caption, options=options,
+                                    idempotency_key=idempotency_key)
+        info, chunks, progress = None, [], []
+        for event in self.stub.Animate(request, metadata=self.metadata, timeout=self.timeout_s):
+            kind = event.WhichOneof("event")
+            if kind == "progress":
+                progress.append(event.progress)
+                if on_progress:
+                    on_progress(event.progress)
+            elif kind == "result":
+                info = event.result
+            elif kind == "chunk":
+                chunks.append(event.chunk.data)
+        if info is None:
+            raise RuntimeError("the stream ended without a result")
+        return Animated(info=info, mp4=b"".join(chunks), progress=progress)
+
+    def get_video(self, video_id: str) -> bytes:
+        stream: Iterator[pb.VideoChunk] = self.stub.GetVideo(
+            pb.GetVideoRequest(video_id=video_id), metadata=self.metadata, timeout=self.timeout_s
+        )
+        return b"".join(chunk.data for chunk in stream)
+
+    def report(self, video_id: str, reason: int, details: str = "") -> pb.ReportVideoResponse:
+        return self.stub.ReportVideo(
+            pb.ReportVideoRequest(video_id=video_id, reason=reason, details=details),
+            metadata=self.metadata, timeout=30,
+        )
+
+    def verify(self, mp4: bytes) -> pb.VerifyVideoResponse:
+        return self.stub.VerifyVideo(pb.VerifyVideoRequest(video=mp4), metadata=self.metadata,
+                                     timeout=60)

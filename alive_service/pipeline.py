@@ -1,0 +1,234 @@
+"""One photo's way through the service: decode -> safety -> motion -> encode -> sign -> store.
+
+Each stage takes and returns plain typed values; this module only runs them in
+order, records every safety decision, and reports progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+
+from alive_service.decode import DecodeLimits, Photo, decode_photo
+from alive_service.encode import EncodeOptions, Video, encode_mp4
+from alive_service.motion import Clip, MotionModel, MotionOptions
+from alive_service.store import DecisionRecord, Store, VideoRecord, new_id
+from provenance import watermark
+from provenance.keys import SigningIdentity
+from provenance.sign import GenerationInfo, sign_video
+from safety import Decision, SafetyChecker
+
+log = logging.getLogger("alive.pipeline")
+
+
+class Stage(Enum):
+    CHECKING = 1
+    GENERATING = 2
+    ENCODING = 3
+    SIGNING = 4
+    STORING = 5
+    DONE = 6
+
+
+ProgressFn = Callable[[Stage, int, int], None]
+
+
+class Refused(Exception):
+    """Safety policy refused the request; nothing was generated or stored but the decision."""
+
+    def __init__(self, decision: Decision, stage: str) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+        self.stage = stage
+
+
+class Cancelled(Exception):
+    """The client went away or its deadline passed; work stopped between frames."""
+
+
+@dataclass(frozen=True)
+class AnimateRequest:
+    user: str
+    request_id: str
+    photo: bytes
+    caption: str = ""
+    options: MotionOptions = field(default_factory=MotionOptions)
+    idempotency_key: str = ""
+
+    def fingerprint(self) -> str:
+        """What makes two requests "the same" for an idempotent retry."""
+        digest = hashlib.sha256(self.photo)
+        digest.update(self.caption.encode())
+        digest.update(json.dumps(asdict(self.options), sort_keys=True).encode())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The loaded models and keys a request runs through (built once per process)."""
+
+    safety: SafetyChecker
+    motion: MotionModel
+    identity: SigningIdentity
+    store: Store
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+
+
+@dataclass(frozen=True)
+class Result:
+    video: VideoRecord
+    mp4: bytes
+    reused: bool
+    timings: dict[str, float]
+
+
+def _never() -> bool:
+    return False
+
+
+def animate(
+    request: AnimateRequest,
+    parts: Parts,
+    progress: ProgressFn | None = None,
+    cancelled: Callable[[], bool] = _never,
+) -> Result:
+    report = progress or (lambda stage, done, total: None)
+    timings: dict[str, float] = {}
+
+    def checkpoint() -> None:
+        if cancelled():
+            raise Cancelled("the request was cancelled")
+
+    def timed(name: str, start: float) -> None:
+        timings[name] = round(time.perf_counter() - start, 4)
+
+    if request.idempotency_key:
+        earlier = parts.store.find_idempotent(request.user, request.idempotency_key)
+        if earlier is not None and earlier.request_fingerprint == request.fingerprint():
+            return Result(earlier, parts.store.read_mp4(earlier), True, timings)
+
+    report(Stage.CHECKING, 0, 0)
+    start = time.perf_counter()
+    caption = parts.safety.check_caption(request.caption)
+    _record(parts.store, request, "caption", caption)
+    if caption.verdict == "block":
+        raise Refused(caption, "caption")
+    limits = replace(parts.limits, target_long_side=request.options.long_side)
+    photo = decode_photo(request.photo, limits)
+    timed("decode", start)
+    start = time.perf_counter()
+    image = parts.safety.check_image(photo.rgb, parts.store)
+    _record(parts.store, request, "image", image.decision, photo, image.pdq_hex)
+    if image.decision.verdict == "block":
+        raise Refused(image.decision, "image")
+    timed("safety", start)
+    checkpoint()
+
+    start = time.perf_counter()
+
+    def on_frame(done: int, total: int) -> None:
+        checkpoint()
+        report(Stage.GENERATING, done, total)
+
+    clip = parts.motion.animate(photo.rgb, image.faces, request.caption, request.options, on_frame)
+    timed("motion", start)
+    start = time.perf_counter()
+    output = parts.safety.check_frames(clip.frames)
+    _record(parts.store, request, "output", output, photo, image.pdq_hex)
+    if output.verdict == "block":
+        raise Refused(output, "output")
+    timed("output_check", start)
+    checkpoint()
+
+    video_id = new_id()
+    report(Stage.ENCODING, 0, len(clip.frames))
+    start = time.perf_counter()
+    watermark.embed(clip.frames, video_id)
+    timed("watermark", start)
+    start = time.perf_counter()
+    video = encode_mp4(clip.frames, clip.fps, parts.encode, _every(report, Stage.ENCODING, 12))
+    timed("encode", start)
+    checkpoint()
+
+    report(Stage.SIGNING, 0, 0)
+    start = time.perf_counter()
+    info = GenerationInfo(
+        video_id=video_id, model_id=clip.model_id, model_version=clip.model_version,
+        model_sha256=clip.model_sha256, seed=request.options.seed, params=clip.params,
+    )
+    signed = sign_video(video.mp4, photo.data, photo.mime, info, parts.identity)
+    timed("sign", start)
+
+    report(Stage.STORING, 0, 0)
+    start = time.perf_counter()
+    record = _video_record(request, video_id, photo, image.pdq_hex, len(image.faces), clip.params,
+                           clip, video, signed.manifest_id, parts.identity, caption, image.decision,
+                           output)
+    stored = parts.store.add_video(record, signed.mp4, photo.data)
+    timed("store", start)
+    reused = stored.id != video_id
+    mp4 = parts.store.read_mp4(stored) if reused else signed.mp4
+    report(Stage.DONE, len(clip.frames), len(clip.frames))
+    return Result(stored, mp4, reused, timings)
+
+
+def _every(report: ProgressFn, stage: Stage, step: int) -> Callable[[int, int], None]:
+    def on_frame(done: int, total: int) -> None:
+        if done % step == 0 or done == total:
+            report(stage, done, total)
+
+    return on_frame
+
+
+def _record(
+    store: Store, request: AnimateRequest, stage: str, decision: Decision,
+    photo: Photo | None = None, pdq_hex: str | None = None,
+) -> None:
+    store.record_decision(
+        DecisionRecord(
+            request_id=request.request_id, user=request.user, stage=stage,
+            verdict=decision.verdict, category=decision.category,
+            policy_version=decision.policy_version, checks=decision.to_json()["checks"],
+            photo_sha256=photo.sha256 if photo else None, pdq_hex=pdq_hex,
+        )
+    )
+
+
+def _video_record(
+    request: AnimateRequest, video_id: str, photo: Photo, pdq_hex: str, faces: int,
+    params: dict, clip: Clip, video: Video, manifest_id: str, identity: SigningIdentity,
+    *decisions: Decision,
+) -> VideoRecord:
+    caption, image, output = decisions
+    return VideoRecord(
+        id=video_id, owner=request.user, status="ready", caption=request.caption,
+        model_id=clip.model_id, model_version=clip.model_version,
+        model_sha256=clip.model_sha256, params=dict(params),
+        photo_sha256=photo.sha256, photo_mime=photo.mime, pdq_hex=pdq_hex,
+        width=video.width, height=video.height, fps=video.fps, frames=video.frames,
+        size_bytes=0, video_sha256="", manifest_id=manifest_id, c2pa_state="Signed",
+        signer=_subject(identity), faces=faces,
+        safety={
+            "request_id": request.request_id,
+            "policy_version": caption.policy_version,
+            "caption": caption.to_json(),
+            "image": image.to_json(),
+            "output": output.to_json(),
+        },
+        idempotency_key=request.idempotency_key or None,
+        request_fingerprint=request.fingerprint(),
+    )
+
+
+def _subject(identity: SigningIdentity) -> str:
+    from cryptography import x509
+
+    leaf = x509.load_pem_x509_certificate(identity.chain_pem)
+    return leaf.subject.rfc4514_string()
+

@@ -1,0 +1,163 @@
+"""The server process: settings -> keys -> database -> models -> gRPC, and a graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from alive_service import auth, logs, metrics
+from alive_service.admission import Admission
+from alive_service.config import Settings
+from alive_service.decode import DecodeLimits
+from alive_service.pipeline import Parts
+from alive_service.rpc import pb, pb_grpc
+from alive_service.service import AliveServicer, Runtime
+from alive_service.store import SqlStore, upgrade
+from provenance.keys import CertificateError, SigningIdentity, dev_root_pem, ensure_dev_identity
+from provenance.keys import load_identity
+
+log = logging.getLogger("alive.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AliveService"].full_name
+MB = 1024 * 1024
+
+
+def signing_identity(settings: Settings) -> tuple[SigningIdentity, bytes]:
+    """The signing key and the trust anchors verification uses."""
+    if settings.sign_cert:
+        identity = load_identity(
+            Path(settings.sign_cert), Path(settings.sign_key) if settings.sign_key else None,
+            tsa_url=settings.tsa_url or None,
+        )
+        anchors = Path(settings.trust_anchors).read_bytes() if settings.trust_anchors else b""
+        return identity, anchors
+    identity = ensure_dev_identity(settings.keys_dir)
+    anchors = (
+        Path(settings.trust_anchors).read_bytes()
+        if settings.trust_anchors
+        else dev_root_pem(settings.keys_dir)
+    )
+    return identity, anchors
+
+
+def load_parts(settings: Settings, identity: SigningIdentity) -> Parts:
+    # Imported here: loading models is the slow part and the health service is up meanwhile.
+    from alive_service.motion import load_motion_model
+    from safety import SafetyChecker
+
+    upgrade(settings.database_url)
+    store = SqlStore(settings.database_url, settings.blob_dir)
+    store.ping()
+    threads = os.cpu_count() or 2
+    policy = Path(settings.policy_file) if settings.policy_file else None
+    return Parts(
+        safety=SafetyChecker(settings.model_dir, policy, threads=1),
+        motion=load_motion_model(settings.model_dir, threads=threads),
+        identity=identity,
+        store=store,
+        limits=DecodeLimits(max_bytes=settings.max_photo_bytes,
+                            max_pixels=settings.max_photo_pixels),
+    )
+
+
+def build_server(settings: Settings, runtime: Runtime) -> tuple[grpc.Server, int, health.HealthServicer]:
+    cheap_rpcs = 16  # GetVideo, ReportVideo, health: never starved by generation
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=runtime.admission.capacity + cheap_rpcs,
+                                   thread_name_prefix="rpc"),
+        maximum_concurrent_rpcs=runtime.admission.capacity + cheap_rpcs,
+        options=[
+            # A 20 MB photo plus the envelope; replies stream in 256 kB chunks.
+            ("grpc.max_receive_message_length", settings.max_photo_bytes + MB),
+            ("grpc.max_send_message_length", 4 * MB),
+            # Phones sit behind NATs that drop idle connections: ping every 30 s,
+            # and allow clients to ping every 10 s, even between calls.
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.max_connection_idle_ms", 15 * 60_000),
+        ],
+    )
+    pb_grpc.add_AliveServiceServicer_to_server(AliveServicer(runtime), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(settings.addr)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.addr}")
+    return server, port, health_servicer
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        identity, anchors = signing_identity(settings)
+    except CertificateError as exc:
+        log.error("refusing to start: %s", exc)
+        print(f"alive-server: refusing to start: {exc}", file=sys.stderr)
+        sys.exit(2)
+    secret = auth.load_or_create_secret(settings.data_dir)
+    auth.ensure_dev_token(settings.data_dir, secret)
+    runtime = Runtime(settings=settings, secret=secret, trust_anchors=anchors,
+                      admission=Admission(settings.workers, settings.queue_depth))
+    server, port, health_servicer = build_server(settings, runtime)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+    server.start()
+    host = settings.addr.rsplit(":", 1)[0]
+    log.info("listening", extra={"addr": f"{host}:{port}", "data_dir": str(settings.data_dir)})
+
+    def warm_up() -> None:
+        try:
+            runtime.parts = load_parts(settings, identity)
+        except Exception:
+            log.exception("start-up failed")
+            failed.set()
+            server.stop(0)
+            return
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"addr": f"{host}:{port}"})
+
+    failed = threading.Event()
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log.info("draining", extra={"signal": signum})
+        health_servicer.enter_graceful_shutdown()
+        # In-flight requests finish (up to 60 s); new ones are refused.
+        threading.Thread(target=lambda: server.stop(grace=60), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.wait_for_termination()
+    runtime.admission.shutdown()
+    log.info("stopped")
+    if failed.is_set():
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""The gRPC handlers: authenticate, validate, run the pipeline, map errors to statuses."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from alive_service import metrics, validate
+from alive_service.admission import Admission, Full
+from alive_service.auth import AuthError, Identity, identity_from_metadata
+from alive_service.config import Settings
+from alive_service.decode import DecodeError
+from alive_service.pipeline import AnimateRequest, Cancelled, Parts, Refused, Stage, animate
+from alive_service.rpc import RpcError, pb, pb_grpc, rich_status
+from alive_service.store import Conflict, NotFound, RateLimited, StoreUnavailable, VideoRecord
+from provenance.verify import verify_mp4
+
+log = logging.getLogger("alive.service")
+
+CHUNK = 256 * 1024
+# A client that sets no deadline still does not hold a worker for ever.
+MAX_ANIMATE_S = 300.0
+
+_STAGES = {
+    Stage.CHECKING: pb.STAGE_CHECKING,
+    Stage.GENERATING: pb.STAGE_GENERATING,
+    Stage.ENCODING: pb.STAGE_ENCODING,
+    Stage.SIGNING: pb.STAGE_SIGNING,
+    Stage.STORING: pb.STAGE_STORING,
+    Stage.DONE: pb.STAGE_DONE,
+}
+
+
+@dataclass
+class Runtime:
+    """What the handlers need; ``parts`` is None until models and database are ready."""
+
+    settings: Settings
+    secret: bytes
+    trust_anchors: bytes
+    admission: Admission
+    parts: Parts | None = None
+
+
+def _timestamp(record: VideoRecord) -> Timestamp:
+    stamp = Timestamp()
+    if record.created_at is not None:
+        stamp.FromDatetime(record.created_at)
+    return stamp
+
+
+def video_info(record: VideoRecord, reused: bool = False) -> pb.VideoInfo:
+    return pb.VideoInfo(
+        video_id=record.id, size_bytes=record.size_bytes, duration_s=record.duration_s,
+        width=record.width, height=record.height, fps=record.fps, model_id=record.model_id,
+        model_version=record.model_version, content_type="video/mp4",
+        sha256=record.video_sha256, created_at=_timestamp(record), reused=reused,
+        provenance=pb.Provenance(
+            signed=bool(record.manifest_id), ai_generated=True, manifest_id=record.manifest_id,
+            signer=record.signer, claim_generator=str(record.params.get("claim_generator", "")),
+            validation_state=record.c2pa_state,
+        ),
+    )
+
+
+def _chunks(data: bytes) -> Iterator[pb.VideoChunk]:
+    for offset in range(0, len(data), CHUNK):
+        yield pb.VideoChunk(data=data[offset : offset + CHUNK], offset=offset)
+
+
+class AliveServicer(pb_grpc.AliveServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _identity(self, context: grpc.ServicerContext) -> Identity:
+        try:
+            return identity_from_metadata(self.rt.secret, dict(context.invocation_metadata()))
+        except AuthError as exc:
+            raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "BAD_TOKEN", str(exc)) from None
+
+    def _parts(self) -> Parts:
+        if self.rt.parts is None:
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, "WARMING_UP",
+                           "the service is loading its models; retry shortly", retry_after_s=2.0)
+        return self.rt.parts
+
+    def _video_for(self, video_id: str, user: str) -> VideoRecord:
+        record = self._parts().store.get_video(video_id)
+        if record is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND", f"no video {video_id}")
+        if record.status == "taken_down":
+            message = (
+                f"video {video_id} was taken down after review and is no longer available"
+                if record.owner == user
+                else f"video {video_id} is not available"
+            )
+            raise RpcError(grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN", message)
+        return record
+
+    def _fail(self, context: grpc.ServicerContext, method: str, error: RpcError) -> None:
+        metrics.REQUESTS.labels(method, error.code.name).inc()
+        log.info("refused", extra={"method": method, "code": error.code.name,
+                                   "reason": error.reason})
+        context.abort_with_status(rich_status(error))
+
+    @staticmethod
+    def _translate(exc: Exception) -> RpcError:
+        if isinstance(exc, RpcError):
+            return exc
+        if isinstance(exc, DecodeError):
+            return RpcError(grpc.StatusCode.INVALID_ARGUMENT, exc.reason, str(exc))
+        if isinstance(exc, Refused):
+            decision = exc.decision
+            return RpcError(
+                grpc.StatusCode.FAILED_PRECONDITION, "POLICY_BLOCKED",
+                f"refused by safety policy: {decision.reason}",
+                metadata={"category": decision.category or "", "stage": exc.stage,
+                          "policy_version": decision.policy_version},
+            )
+        if isinstance(exc, Conflict):
+            return RpcError(grpc.StatusCode.FAILED_PRECONDITION, "IDEMPOTENCY_KEY_REUSED", str(exc))
+        if isinstance(exc, RateLimited):
+            return RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED", str(exc),
+                            retry_after_s=exc.retry_after_s)
+        if isinstance(exc, NotFound):
+            return RpcError(grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND", str(exc))
+        if isinstance(exc, StoreUnavailable):
+            return RpcError(grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE",
+                            "storage is temporarily unavailable; retry later", retry_after_s=5.0)
+        if isinstance(exc, Cancelled):
+            return RpcError(grpc.StatusCode.CANCELLED, "CANCELLED", str(exc))
+        if isinstance(exc, Full):
+            return RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "AT_CAPACITY",
+                            "the server is at capacity; retry later",
+                            retry_after_s=exc.retry_after_s)
+        log.exception("internal error")
+        return RpcError(grpc.StatusCode.INTERNAL, "INTERNAL", "internal error")
+
+    # -- RPCs -------------------------------------------------------------------------------
+    def Animate(self, request: pb.AnimateRequest, context: grpc.ServicerContext
+                ) -> Iterator[pb.AnimateEvent]:
+        request_id = uuid.uuid4().hex
+        started = time.perf_counter()
+        try:
+            user = self._identity(context).user
+            parts = self._parts()
+            if not request.photo:
+                raise validate.invalid("EMPTY_PHOTO", "the request carries no photo")
+            typed = AnimateRequest(
+                user=user, request_id=request_id, photo=request.photo,
+                caption=validate.caption(request.caption, self.rt.settings.max_caption_chars),
+                options=validate.options(request.options),
+                idempotency_key=validate.idempotency_key(request.idempotency_key),
+            )
+            events: queue.Queue[tuple[str, Any]] = queue.Queue()
+            stop = threading.Event()
+
+            def progress(stage: Stage, done: int, total: int) -> None:
+                events.put(("progress", pb.Progress(stage=_STAGES[stage], frames_done=done,
+                                                    frames_total=total)))
+
+            future = self.rt.admission.submit(animate, typed, parts, progress, stop.is_set)
+            metrics.QUEUE_DEPTH.set(self.rt.admission.queued)
+            deadline = started + min(MAX_ANIMATE_S, context.time_remaining() or MAX_ANIMATE_S)
+            while not future.done():
+                try:
+                    _, payload = events.get(timeout=0.1)
+                    yield pb.AnimateEvent(progress=payload)
+                except queue.Empty:
+                    pass
+                if not context.is_active() or time.perf_counter() > deadline:
+                    stop.set()
+            while not events.empty():
+                yield pb.AnimateEvent(progress=events.get_nowait()[1])
+            result = future.result()
+            for stage, seconds in result.timings.items():
+                metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+            yield pb.AnimateEvent(result=video_info(result.video, result.reused))
+            for chunk in _chunks(result.mp4):
+                yield pb.AnimateEvent(chunk=chunk)
+            metrics.REQUESTS.labels("Animate", "OK").inc()
+            log.info("animated", extra={"request_id": request_id, "user": user,
+                                        "video_id": result.video.id, "reused": result.reused,
+                                        "timings": result.timings,
+                                        "seconds": round(time.perf_counter() - started, 3)})
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a precise status
+            error = self._translate(exc)
+            if isinstance(exc, Refused):
+                metrics.SAFETY_BLOCKS.labels(exc.decision.category or "unknown", exc.stage).inc()
+            self._fail(context, "Animate", error)
+
+    def GetVideo(self, request: pb.GetVideoRequest, context: grpc.ServicerContext
+                 ) -> Iterator[pb.VideoChunk]:
+        try:
+            user = self._identity(context).user
+            record = self._video_for(validate.video_id(request.video_id), user)
+            data = self._parts().store.read_mp4(record)
+            yield from _chunks(data)
+            metrics.REQUESTS.labels("GetVideo", "OK").inc()
+        except Exception as exc:  # noqa: BLE001
+            self._fail(context, "GetVideo", self._translate(exc))
+
+    def ReportVideo(self, request: pb.ReportVideoRequest, context: grpc.ServicerContext
+                    ) -> pb.ReportVideoResponse:
+        try:
+            user = self._identity(context).user
+            video_id = validate.video_id(request.video_id)
+            reason = validate.report_reason(request.reason)
+            details = validate.details(request.details)
+            self._video_for(video_id, user)
+            report, updated = self._parts().store.upsert_report(video_id, user, reason, details)
+            metrics.REQUESTS.labels("ReportVideo", "OK").inc()
+            log.info("reported", extra={"user": user, "video_id": video_id, "reason": reason,
+                                        "report_id": report.id, "updated": updated})
+            return pb.ReportVideoResponse(report_id=report.id, updated=updated)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(context, "ReportVideo", self._translate(exc))
+            raise AssertionError("unreachable") from None
+
+    def VerifyVideo(self, request: pb.VerifyVideoRequest, context: grpc.ServicerContext
+                    ) -> pb.VerifyVideoResponse:
+        try:
+            self._identity(context)
+            if not request.video:
+                raise validate.invalid("EMPTY_VIDEO", "the request carries no video")
+            store = self._parts().store
+            result = verify_mp4(request.video, self.rt.trust_anchors)
+            record = None
+            if result.manifest_id:
+                record = store.find_by_manifest(result.manifest_id)
+            if record is None and result.watermark_video_id:
+                record = store.get_video(result.watermark_video_id)
+            metrics.REQUESTS.labels("VerifyVideo", "OK").inc()
+            return pb.VerifyVideoResponse(
+                manifest_present=result.manifest_present, validation_state=result.state,
+                ai_generated=result.ai_generated, signer=result.signer or "",
+                claim_generator=result.claim_generator or "",
+                manifest_id=result.manifest_id or "",
+                parameters={k: str(v) for k, v in result.params.items()},
+                failures=list(result.failures),
+                watermark_video_id=result.watermark_video_id or "",
+                watermark_confidence=result.watermark_confidence,
+                record_found=record is not None,
+                record_manifest_id=record.manifest_id if record else "",
+                record_status=record.status if record else "",
+            )
+        except Exception as exc:  # noqa: BLE001
+            self._fail(context, "VerifyVideo", self._translate(exc))
+            raise AssertionError("unreachable") from None

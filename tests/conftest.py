@@ -1,0 +1,93 @@
+"""Shared fixtures: sample photos from installed packages, real servers, real databases."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PG_ADMIN_URL = os.environ.get("ALIVE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def jpeg(rgb: np.ndarray, quality: int = 92, exif: bytes | None = None) -> bytes:
+    buffer = io.BytesIO()
+    kwargs = {"exif": exif} if exif else {}
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=quality, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def landscape_rgb() -> np.ndarray:
+    """A temple under a cloudy sky (scikit-learn's sample china.jpg)."""
+    from sklearn.datasets import load_sample_image
+
+    return load_sample_image("china.jpg")
+
+
+@pytest.fixture(scope="session")
+def landscape_jpeg(landscape_rgb: np.ndarray) -> bytes:
+    return jpeg(landscape_rgb)
+
+
+@pytest.fixture(scope="session")
+def portrait_jpeg() -> bytes:
+    """A person's face (scikit-image's astronaut, public domain)."""
+    from skimage import data
+
+    return jpeg(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    path = Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
+    if not (path / "BUILD.json").exists():
+        pytest.fail(f"models are not built in {path}: run `make models`")
+    return path
+
+
+def _pg_available() -> bool:
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(PG_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    import sqlalchemy
+
+    if not _pg_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
+        pytest.skip("PostgreSQL is not reachable")
+    name = f"alive_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each storage test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'alive.db'}"
+    return request.getfixturevalue("pg_url")

@@ -1,0 +1,115 @@
+"""A photo in any accepted shape decodes to upright RGB; anything else gets a precise refusal."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alive_service.decode import DecodeError, DecodeLimits, decode_photo
+from tests.conftest import jpeg
+
+
+def encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_jpeg_png_and_webp_decode_to_rgb(landscape_rgb: np.ndarray) -> None:
+    img = Image.fromarray(landscape_rgb)
+    for fmt, mime in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp")):
+        photo = decode_photo(encode(img, fmt))
+        assert photo.mime == mime
+        assert photo.rgb.shape == (427, 640, 3) and photo.rgb.dtype == np.uint8
+
+
+def test_exif_orientation_is_applied_so_the_photo_is_upright(landscape_rgb: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    photo = decode_photo(jpeg(landscape_rgb, exif=exif.tobytes()))
+    assert photo.rgb.shape[:2] == (640, 427)
+    assert (photo.width, photo.height) == (427, 640)
+
+
+def test_grayscale_alpha_and_16_bit_images_become_rgb() -> None:
+    gray = Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (64, 1)))
+    assert decode_photo(encode(gray, "PNG")).rgb.shape == (64, 256, 3)
+    rgba = Image.new("RGBA", (64, 64), (255, 0, 0, 0))
+    assert decode_photo(encode(rgba, "PNG")).rgb[0, 0].tolist() == [255, 255, 255]
+    deep = Image.fromarray(np.full((64, 64), 65535, dtype=np.uint16))
+    assert decode_photo(encode(deep, "PNG")).rgb.max() == 255
+
+
+def test_a_large_jpeg_decodes_at_reduced_scale_when_the_output_is_small(
+    landscape_rgb: np.ndarray,
+) -> None:
+    big = np.repeat(np.repeat(landscape_rgb, 4, axis=0), 4, axis=1)  # 2560x1708
+    photo = decode_photo(jpeg(big), DecodeLimits(target_long_side=400))
+    assert 400 <= max(photo.rgb.shape) < 2560
+    assert (photo.width, photo.height) == (2560, 1708)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "EMPTY_PHOTO"),
+        (b"GIF89a" + b"\0" * 100, "UNSUPPORTED_FORMAT"),
+        (b"hello world, not a photo", "UNSUPPORTED_FORMAT"),
+        (b"\xff\xd8\xff\xe0" + b"\0" * 50, "CORRUPT_PHOTO"),
+    ],
+)
+def test_unreadable_uploads_are_refused_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as refused:
+        decode_photo(data)
+    assert refused.value.reason == reason
+
+
+def test_a_truncated_jpeg_is_refused(landscape_rgb: np.ndarray) -> None:
+    data = jpeg(landscape_rgb)
+    with pytest.raises(DecodeError) as refused:
+        decode_photo(data[: len(data) // 3])
+    assert refused.value.reason == "CORRUPT_PHOTO"
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a huge size but carries almost no data (a decompression bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+
+
+def test_a_png_bomb_is_refused_before_decoding() -> None:
+    with pytest.raises(DecodeError) as refused:
+        decode_photo(png_header_only(20000, 20000))
+    assert refused.value.reason == "PHOTO_TOO_MANY_PIXELS"
+
+
+def test_oversized_uploads_and_absurd_shapes_are_refused(landscape_rgb: np.ndarray) -> None:
+    with pytest.raises(DecodeError) as too_big:
+        decode_photo(jpeg(landscape_rgb), DecodeLimits(max_bytes=1000))
+    assert too_big.value.reason == "PHOTO_TOO_LARGE"
+    tiny = encode(Image.new("RGB", (1, 1)), "PNG")
+    with pytest.raises(DecodeError) as too_small:
+        decode_photo(tiny)
+    assert too_small.value.reason == "PHOTO_TOO_SMALL"
+    strip = encode(Image.new("RGB", (2000, 100)), "PNG")
+    with pytest.raises(DecodeError) as aspect:
+        decode_photo(strip)
+    assert aspect.value.reason == "BAD_ASPECT_RATIO"
+
+
+def test_an_animated_webp_is_refused() -> None:
+    frames = [Image.new("RGB", (64, 64), c) for c in ("red", "blue")]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:])
+    with pytest.raises(DecodeError) as refused:
+        decode_photo(data)
+    assert refused.value.reason == "ANIMATED_IMAGE"

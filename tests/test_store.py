@@ -1,0 +1,87 @@
+"""Storage keeps what the service promises, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from alive_service.store import Conflict, NotFound, SqlStore, VideoRecord, new_id, upgrade
+
+
+@pytest.fixture
+def store(db_url: str, tmp_path: Path) -> SqlStore:
+    upgrade(db_url)
+    return SqlStore(db_url, tmp_path / "blobs")
+
+
+def a_video(owner: str = "alice", key: str | None = None) -> VideoRecord:
+    return VideoRecord(
+        id=new_id(), owner=owner, status="ready", caption="clouds", model_id="alive-motion",
+        model_version="1", model_sha256="0" * 64, params={"seed": 1}, photo_sha256="a" * 64,
+        photo_mime="image/jpeg", pdq_hex="f" * 64, width=640, height=360, fps=24, frames=72,
+        size_bytes=0, video_sha256="", manifest_id="urn:c2pa:" + new_id(), c2pa_state="Valid",
+        signer="CN=test", safety={}, idempotency_key=key, request_fingerprint="fp1" if key else None,
+    )
+
+
+def test_a_stored_video_reads_back_with_its_bytes(store: SqlStore) -> None:
+    stored = store.add_video(a_video(), b"mp4 bytes", b"photo bytes")
+    assert stored.size_bytes == len(b"mp4 bytes")
+    again = store.get_video(stored.id)
+    assert again is not None and again.params == {"seed": 1} and again.created_at is not None
+    assert store.read_mp4(again) == b"mp4 bytes"
+    assert store.find_by_manifest(stored.manifest_id) == again
+
+
+def test_the_same_idempotency_key_gives_the_same_video_and_no_duplicate(store: SqlStore) -> None:
+    key = new_id("k")
+    first = store.add_video(a_video(key=key), b"one", b"photo")
+    second = store.add_video(a_video(key=key), b"two", b"photo")
+    assert second.id == first.id
+    assert store.read_mp4(second) == b"one"
+    with pytest.raises(Conflict):
+        store.add_video(replace(a_video(key=key), request_fingerprint="other"), b"x", b"y")
+    # Another user may use the same key for their own video.
+    assert store.add_video(a_video(owner="bob", key=key), b"b", b"p").id != first.id
+
+
+def test_a_second_report_by_the_same_user_updates_the_first(store: SqlStore) -> None:
+    video = store.add_video(a_video(), b"v", b"p")
+    first, updated = store.upsert_report(video.id, "carol", "spam", "")
+    assert not updated
+    second, updated = store.upsert_report(video.id, "carol", "nudity", "on second look")
+    assert updated and second.id == first.id and second.reason == "nudity"
+    assert len(store.reports_for(video.id)) == 1
+    with pytest.raises(NotFound):
+        store.upsert_report("0123456789abcdef", "carol", "spam", "")
+
+
+def test_concurrent_reports_from_many_users_all_land(store: SqlStore) -> None:
+    video = store.add_video(a_video(), b"v", b"p")
+    errors: list[Exception] = []
+
+    def report(user: str) -> None:
+        try:
+            store.upsert_report(video.id, user, "hate", "")
+            store.upsert_report(video.id, user, "hate", "again")
+        except Exception as exc:  # pragma: no cover - the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=report, args=(f"user{i}",)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.reports_for(video.id)) == 12
+
+
+def test_a_near_identical_hash_matches_the_takedown_bank(store: SqlStore) -> None:
+    entry = store.add_bank_entry("takedowns", "0f" * 32, source="test")
+    near = "0e" + "0f" * 31  # one bit away
+    match = store.nearest(near, 31)
+    assert match is not None and match.entry_id == entry.id and match.distance == 1
+    assert store.nearest("f0" * 32, 31) is None
