@@ -8,8 +8,9 @@ refused at once (RESOURCE_EXHAUSTED with a retry hint) rather than queued withou
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 
 class Full(Exception):

@@ -7,6 +7,7 @@ quickstart client finds it without flags.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -44,10 +45,8 @@ def load_or_create_secret(data_dir: Path) -> bytes:
         tmp = path.with_suffix(".tmp")
         _write_private(tmp, secrets.token_hex(32))
         # Two replicas starting together on a shared directory: the first rename wins.
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-        except FileExistsError:
-            pass
         tmp.unlink(missing_ok=True)
     return path.read_text().strip().encode()
 

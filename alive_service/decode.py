@@ -90,7 +90,8 @@ def decode_photo(data: bytes, limits: DecodeLimits | None = None) -> Photo:
             if max(width, height) / min(width, height) > MAX_ASPECT:
                 raise DecodeError(
                     "BAD_ASPECT_RATIO",
-                    f"the photo is {width}x{height}; the aspect ratio may be at most {MAX_ASPECT:g}:1",
+                    f"the photo is {width}x{height}; the aspect ratio may be at most "
+                    f"{MAX_ASPECT:g}:1",
                 )
             if getattr(img, "n_frames", 1) > 1:
                 raise DecodeError("ANIMATED_IMAGE", "animated images are not supported")

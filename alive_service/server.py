@@ -22,8 +22,13 @@ from alive_service.pipeline import Parts
 from alive_service.rpc import pb, pb_grpc
 from alive_service.service import AliveServicer, Runtime
 from alive_service.store import SqlStore, upgrade
-from provenance.keys import CertificateError, SigningIdentity, dev_root_pem, ensure_dev_identity
-from provenance.keys import load_identity
+from provenance.keys import (
+    CertificateError,
+    SigningIdentity,
+    dev_root_pem,
+    ensure_dev_identity,
+    load_identity,
+)
 
 log = logging.getLogger("alive.server")
 
@@ -69,7 +74,9 @@ def load_parts(settings: Settings, identity: SigningIdentity) -> Parts:
     )
 
 
-def build_server(settings: Settings, runtime: Runtime) -> tuple[grpc.Server, int, health.HealthServicer]:
+def build_server(
+    settings: Settings, runtime: Runtime
+) -> tuple[grpc.Server, int, health.HealthServicer]:
     cheap_rpcs = 16  # GetVideo, ReportVideo, health: never starved by generation
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=runtime.admission.capacity + cheap_rpcs,

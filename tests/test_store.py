@@ -23,7 +23,8 @@ def a_video(owner: str = "alice", key: str | None = None) -> VideoRecord:
         model_version="1", model_sha256="0" * 64, params={"seed": 1}, photo_sha256="a" * 64,
         photo_mime="image/jpeg", pdq_hex="f" * 64, width=640, height=360, fps=24, frames=72,
         size_bytes=0, video_sha256="", manifest_id="urn:c2pa:" + new_id(), c2pa_state="Valid",
-        signer="CN=test", safety={}, idempotency_key=key, request_fingerprint="fp1" if key else None,
+        signer="CN=test", safety={}, idempotency_key=key,
+        request_fingerprint="fp1" if key else None,
     )
 
 

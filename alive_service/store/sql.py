@@ -213,7 +213,7 @@ class SqlStore:
         try:
             return self.blobs.get(key)
         except FileNotFoundError as exc:
-            raise StoreUnavailable(f"the video's bytes are missing from the blob store: {key}") from exc
+            raise StoreUnavailable(f"the video's bytes are missing: {key}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"the blob store is unavailable: {exc}") from exc
 
