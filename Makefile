@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 MODELS ?= build/models
 export ALIVE_MODEL_DIR ?= $(MODELS)
+# Nothing may come from a model hub, ever.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
 PROTO_OUT := alive_service/proto_gen
 PROTO_STAMP := $(PROTO_OUT)/alive/v1/alive_pb2.py
 MODEL_SOURCES := $(shell find alive_service/motion safety -name '*.py' -o -name '*.toml' -o -name '*.jsonl' 2>/dev/null)
