@@ -1,0 +1,72 @@
+"""Build the safety models into the model dir: MiniLM ONNX, NudeNet copy, caption heads.
+
+Run by ``make models`` (alive_service.artifacts) or ``python -m safety.build --out DIR``.
+Imports torch and transformers (for the export) only inside ``build``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from safety.caption import HEADS_FILE, CaptionHeads
+from safety.dataset import TRAIN_FILE, load_captions
+from safety.policy import CAPTION_CATEGORIES
+
+# Inverse L2 strength of each logistic head. Embeddings are unit vectors, so weights must be
+# large to reach confident probabilities; 16 was chosen by cross-validation on the train split.
+HEAD_C = 16.0
+
+
+def train_heads(embeddings: np.ndarray, labels: list[str]) -> CaptionHeads:
+    """One-vs-rest logistic regression per category (negatives: benign and other categories)."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.array(labels)
+    weights, bias = [], []
+    for category in CAPTION_CATEGORIES:
+        clf = LogisticRegression(C=HEAD_C, max_iter=5000, class_weight="balanced")
+        clf.fit(embeddings, y == category)
+        weights.append(clf.coef_[0])
+        bias.append(clf.intercept_[0])
+    return CaptionHeads(CAPTION_CATEGORIES, np.array(weights), np.array(bias))
+
+
+def build(out_dir: Path) -> None:
+    from safety.embed import Embedder
+    from safety.minilm_export import export_minilm
+    from safety.nudity import install_model
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    install_model(out_dir)
+    export_minilm(out_dir)
+    rows = load_captions(TRAIN_FILE)
+    texts = [r.text for r in rows]
+    heads = train_heads(Embedder(out_dir)(texts), [r.label for r in rows])
+    heads.save(out_dir)
+    meta = {
+        "heads": HEADS_FILE,
+        "train_file": TRAIN_FILE.name,
+        "train_sha256": hashlib.sha256(TRAIN_FILE.read_bytes()).hexdigest(),
+        "train_rows": len(rows),
+        "head_c": HEAD_C,
+        "built_in_s": round(time.perf_counter() - start, 2),
+    }
+    (out_dir / "safety_build.json").write_text(json.dumps(meta, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("build/models"))
+    build(parser.parse_args().out)
+
+
+if __name__ == "__main__":
+    main()

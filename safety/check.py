@@ -1,0 +1,110 @@
+"""SafetyChecker: every safety check the service runs, before and after generation.
+
+Life of one request::
+
+    caption --check_caption--> rules / profanity SVM / MiniLM heads --> Decision
+    photo (RGB) --check_image--> shrink once --> PDQ hash (+ bank match), NudeNet, MTCNN faces
+                                              --> ImageReport(Decision, faces, pdq, match)
+    both allowed --> generate video --check_frames--> NudeNet on N sampled frames --> Decision
+
+Every Decision carries the policy version it was made under.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from safety.caption import CaptionChecker
+from safety.decision import CheckResult, Decision, decide, judge
+from safety.faces import Face, FaceDetector
+from safety.hashing import BankMatch, HashBank, pdq_hash
+from safety.imageops import shrink
+from safety.nudity import NudityDetector, nudity_result
+from safety.policy import load_policy
+
+log = logging.getLogger(__name__)
+
+# Long side of the shared working copy of an upload: every image model works at or below it
+# (NudeNet 320, PDQ 512, MTCNN 640), so a 12 MP photo is read at full size only once.
+_WORK_SIDE = 800
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    decision: Decision
+    faces: tuple[Face, ...]  # in the pixels of the photo passed to check_image
+    pdq_hex: str
+    pdq_quality: int
+    bank_match: BankMatch | None
+
+
+def _scale_face(face: Face, k: int) -> Face:
+    if k == 1:
+        return face
+    x0, y0, x1, y1 = face.box
+    return replace(
+        face,
+        box=(x0 * k, y0 * k, x1 * k, y1 * k),
+        landmarks=tuple((x * k, y * k) for x, y in face.landmarks),
+    )
+
+
+class SafetyChecker:
+    """Loads every safety model once; thread-safe (ONNX Runtime sessions are)."""
+
+    def __init__(self, model_dir: Path, policy_path: Path | None = None, threads: int = 1) -> None:
+        model_dir = Path(model_dir)
+        self.policy = load_policy(policy_path)
+        self.policy_version = self.policy.version
+        self.captions = CaptionChecker(model_dir, self.policy, threads)
+        self.nudity = NudityDetector(model_dir, threads)
+        self.faces = FaceDetector(model_dir, threads=threads)
+        log.info("safety checker ready, policy %s", self.policy_version)
+
+    def check_caption(self, text: str) -> Decision:
+        return decide(self.captions.check(text), self.policy)
+
+    def check_image(self, rgb: np.ndarray, bank: HashBank | None = None) -> ImageReport:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
+        work, k = shrink(np.ascontiguousarray(rgb), _WORK_SIDE)
+        pdq_hex, quality = pdq_hash(work)
+        checks: list[CheckResult] = []
+        match = None
+        if bank is not None:
+            # Near-uniform images hash unreliably (PDQ quality < 50): matching them would
+            # produce false positives, so they are recorded but not matched.
+            if quality >= self.policy.pdq_min_quality:
+                match = bank.nearest(pdq_hex, self.policy.pdq_max_distance)
+            scores = {"quality": float(quality)}
+            if match is not None:
+                scores["distance"] = float(match.distance)
+            hit = ["known_bad_image"] if match else []
+            checks.append(judge("hash_bank", self.policy, hit, scores))
+        checks.append(nudity_result(self.nudity.detect(work), self.policy))
+        faces = tuple(_scale_face(f, k) for f in self.faces.detect(work))
+        best = max((f.score for f in faces), default=0.0)
+        checks.append(
+            CheckResult("faces", "allow", None, {"count": float(len(faces)), "max_score": best})
+        )
+        return ImageReport(decide(checks, self.policy), faces, pdq_hex, quality, match)
+
+    def check_frames(self, frames: np.ndarray) -> Decision:
+        """Nudity check on N evenly spaced frames of a generated (T, H, W, 3) uint8 video."""
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+            raise ValueError(f"expected (T, H, W, 3) frames, got {frames.shape}")
+        n = min(len(frames), max(1, self.policy.output_frame_samples))
+        picks = np.unique(np.linspace(0, len(frames) - 1, n).round().astype(int))
+        per_frame = self.nudity.detect_batch([frames[i] for i in picks])
+        detections = [d for frame in per_frame for d in frame]
+        result = nudity_result(detections, self.policy, check="output_frames")
+        result = replace(result, scores={**result.scores, "frames_checked": float(len(picks))})
+        return decide([result], self.policy)
+
+    def combine(self, *decisions: Decision) -> Decision:
+        """One decision over several (e.g. caption + image): blocked if any is blocked."""
+        return decide([c for d in decisions for c in d.checks], self.policy)
