@@ -1,0 +1,158 @@
+"""`make bench`: the speed figures the issues ask for, measured side by side in one run.
+
+1. The whole pipeline in-process on a 12-megapixel JPEG (1280x720, 3 s at 24 fps out):
+   per-stage p50/p95, and the ratio of the whole request to encoding the same 72 frames alone.
+2. Each component's own benchmark (motion, safety, provenance).
+3. The real server over gRPC: end-to-end latency with 1 and 4 concurrent clients,
+   videos per minute, and the server's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from alive_service.config import Settings
+from alive_service.encode import encode_mp4
+from alive_service.harness import temporary_server
+from alive_service.load import rss_mb
+
+
+def twelve_megapixel_jpeg() -> bytes:
+    from sklearn.datasets import load_sample_image
+
+    rgb = cv2.resize(load_sample_image("china.jpg"), (4240, 2832), interpolation=cv2.INTER_CUBIC)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def decoded_frames(mp4: bytes) -> np.ndarray:
+    import av
+
+    with av.open(io.BytesIO(mp4)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def in_process(runs: int, photo: bytes) -> None:
+    from alive_service.pipeline import AnimateRequest, animate
+    from alive_service.server import load_parts, signing_identity
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        identity, _ = signing_identity(settings)
+        parts = load_parts(settings, identity)
+        stages: dict[str, list[float]] = {}
+        totals, encode_only = [], []
+        for i in range(runs + 1):
+            request = AnimateRequest(user="bench", request_id=f"bench{i}", photo=photo,
+                                     caption="clouds drifting over the temple")
+            start = time.perf_counter()
+            result = animate(request, parts)
+            total = time.perf_counter() - start
+            # The reference: encoding the same 72 frames, alone, in the same run.
+            frames = decoded_frames(result.mp4)
+            start = time.perf_counter()
+            encode_mp4(frames, result.video.fps, parts.encode)
+            encoded = time.perf_counter() - start
+            if i == 0:
+                continue  # warm-up
+            totals.append(total)
+            encode_only.append(encoded)
+            for stage, seconds in result.timings.items():
+                stages.setdefault(stage, []).append(seconds)
+    print(f"\n== pipeline in-process: 12 MP JPEG -> {frames.shape[2]}x"
+          f"{frames.shape[1]}, {len(frames)} frames, {runs} runs")
+    for stage, values in stages.items():
+        print(f"  {stage:<14} p50 {1000 * statistics.median(values):7.1f} ms"
+              f"   p95 {1000 * pct(values, 0.95):7.1f} ms")
+    print(f"  {'whole request':<14} p50 {1000 * statistics.median(totals):7.1f} ms")
+    print(f"  {'encode only':<14} p50 {1000 * statistics.median(encode_only):7.1f} ms")
+    ratio = statistics.median(totals) / statistics.median(encode_only)
+    print(f"  ratio whole/encode-only: {ratio:.2f}  (target <= 2.0)")
+
+
+def component(module: str) -> None:
+    print(f"\n== {module}")
+    sys.stdout.flush()
+    subprocess.run([sys.executable, "-m", module], check=False)
+
+
+def over_grpc(photo: bytes, requests: int) -> None:
+    from alive_service.client import AliveClient
+
+    print("\n== the real server over gRPC (12 MP JPEG in, 1280x720 3 s out)")
+    with temporary_server() as server:
+        assert server.process is not None
+        peak = [rss_mb(server.process.pid)]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                peak.append(rss_mb(server.process.pid))  # type: ignore[union-attr]
+
+        threading.Thread(target=sample, daemon=True).start()
+        token = server.token("bench")
+        with AliveClient(server.addr, token=token) as client:
+            client.animate(photo)  # warm-up
+        baseline_p50 = 0.0
+        for clients in (1, 4):
+            latencies: list[float] = []
+            lock = threading.Lock()
+
+            def run(n: int = requests) -> None:
+                with AliveClient(server.addr, token=token, timeout_s=600) as client:
+                    for _ in range(n):
+                        start = time.perf_counter()
+                        client.animate(photo)
+                        with lock:
+                            latencies.append(time.perf_counter() - start)
+
+            start = time.perf_counter()
+            threads = [threading.Thread(target=run) for _ in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - start
+            p50 = statistics.median(latencies)
+            baseline_p50 = baseline_p50 or p50
+            print(f"  {clients} client(s): p50 {p50:.2f} s  p95 {pct(latencies, 0.95):.2f} s  "
+                  f"{60 * len(latencies) / wall:.1f} videos/min"
+                  + (f"  p95/p50(1 client) = {pct(latencies, 0.95) / baseline_p50:.2f}"
+                     " (target <= 3)" if clients > 1 else ""))
+        done.set()
+        print(f"  server peak RSS: {max(peak):.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--grpc-requests", type=int, default=4)
+    args = parser.parse_args()
+    photo = twelve_megapixel_jpeg()
+    print(f"12 MP test photo: {len(photo) / 1e6:.1f} MB JPEG")
+    in_process(args.runs, photo)
+    for module in ("alive_service.motion.bench", "safety.bench", "provenance.bench"):
+        component(module)
+    over_grpc(photo, args.grpc_requests)
+
+
+if __name__ == "__main__":
+    main()
