@@ -116,7 +116,8 @@ def over_grpc(photo: bytes, requests: int) -> None:
             latencies: list[float] = []
             lock = threading.Lock()
 
-            def run(n: int = requests) -> None:
+            def run(latencies: list[float] = latencies, lock: threading.Lock = lock,
+                    n: int = requests) -> None:
                 with AliveClient(server.addr, token=token, timeout_s=600) as client:
                     for _ in range(n):
                         start = time.perf_counter()
