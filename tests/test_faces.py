@@ -101,6 +101,18 @@ def test_two_people_side_by_side_are_both_found_best_first(detector: FaceDetecto
     assert centres[0] < 512 < centres[1]
 
 
+def test_a_face_on_gravel_is_found_even_when_the_candidate_cap_bites(model_dir: Path) -> None:
+    # Gravel raises hundreds of weak P-net proposals; the cap keeps only the strongest.
+    rgb = np.dstack([skimage.data.gravel()] * 3)
+    face = cv2.resize(skimage.data.astronaut()[40:200, 150:300], (200, 200))
+    rgb[150:350, 250:450] = face
+    for cap in (30, 300):
+        faces = FaceDetector(model_dir, max_candidates=cap).detect(rgb)
+        assert len(faces) == 1
+        x0, y0, x1, y1 = faces[0].box
+        assert 250 <= (x0 + x1) / 2 <= 450 and 150 <= (y0 + y1) / 2 <= 350
+
+
 def test_tiny_or_non_rgb_images(detector: FaceDetector) -> None:
     assert detector.detect(np.zeros((10, 10, 3), np.uint8)) == []
     with pytest.raises(ValueError, match="HxWx3 uint8"):
