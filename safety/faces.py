@@ -18,6 +18,9 @@ Life of one call::
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 NET_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
 PYRAMID_FACTOR = 0.709
 THRESHOLDS = (0.6, 0.7, 0.7)
+EXPORT_VERSION = 1  # bump when safety.mtcnn's export changes, so build() redoes old model dirs
 
 
 @dataclass(frozen=True)
@@ -42,12 +46,35 @@ class Face:
 
 
 def build(out_dir: Path) -> None:
-    """Export pnet.onnx, rnet.onnx, onet.onnx into ``out_dir`` (skips files already there)."""
-    if all((out_dir / name).is_file() for name in NET_FILES):
+    """Export pnet.onnx, rnet.onnx, onet.onnx into ``out_dir``.
+
+    Idempotent: skipped when the files exist and were exported by this export version from the
+    same weight files (a stamp records both), so a changed wheel or exporter rebuilds.
+    """
+    stamp = out_dir / "faces.build.json"
+    want = {"export_version": EXPORT_VERSION, "weights_sha256": _weights_digest()}
+    built = all((out_dir / n).is_file() for n in NET_FILES) and stamp.is_file()
+    if built and json.loads(stamp.read_text()) == want:
         return
     from safety.mtcnn import export_onnx  # torch is a build-time dependency only
 
     export_onnx(out_dir)
+    stamp.write_text(json.dumps(want, indent=2))
+
+
+def weights_dir() -> Path:
+    """Where the facenet-pytorch wheel keeps its .pt files, found without importing it."""
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("facenet-pytorch is not installed (pip install --no-deps)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _weights_digest() -> str:
+    digest = hashlib.sha256()
+    for name in NET_FILES:
+        digest.update((weights_dir() / name.replace(".onnx", ".pt")).read_bytes())
+    return digest.hexdigest()
 
 
 class FaceDetector:

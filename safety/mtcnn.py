@@ -8,11 +8,12 @@ torchvision, which has no build here.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from safety.faces import weights_dir
 
 NET_NAMES = ("pnet", "rnet", "onet")
 
@@ -101,14 +102,6 @@ class ONet(nn.Module):
         x = x.permute(0, 3, 2, 1).contiguous()
         x = self.prelu5(self.dense5(x.view(x.shape[0], -1)))
         return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
-
-
-def weights_dir() -> Path:
-    """Where the facenet-pytorch wheel keeps its .pt files, found without importing it."""
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("facenet-pytorch is not installed (pip install --no-deps)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def load_nets() -> dict[str, nn.Module]:
