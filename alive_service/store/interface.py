@@ -11,8 +11,12 @@ Life cycle of the data::
     Report (one per video and reporter; a second one updates the first)
        │
        ▼
-    ModerationEvent (append-only: claim, note, dismiss, escalate, takedown, restore)
-       │ takedown
+    claim (video.claimed_by, expires) ─► one moderator works the video's reports at a time
+       │
+       ▼
+    ModerationEvent (append-only: claim, note, dismiss, escalate, takedown, restore, bank_*)
+       │ dismiss: reports "resolved"     escalate: reports "escalated" (top of the queue)
+       │ takedown (one transaction with everything below; reports "resolved")
        ├──► Video status "taken_down" (GetVideo: NOT_FOUND, reason TAKEN_DOWN)
        ├──► BankEntry in bank "takedowns" (the photo's PDQ hash; the same photo is refused)
        └──► Strike for the owner
@@ -43,6 +47,10 @@ class NotFound(LookupError):
 
 class Conflict(RuntimeError):
     """The request contradicts stored state (e.g. an idempotency key reused differently)."""
+
+
+class TakenDown(NotFound):
+    """The video was taken down after review: it cannot be viewed or reported."""
 
 
 class RateLimited(RuntimeError):
@@ -95,6 +103,8 @@ class VideoRecord:
     request_fingerprint: str | None = None
     created_at: datetime | None = None
     status_reason: str = ""
+    claimed_by: str | None = None  # the moderator working its reports (see ModerationTx)
+    claimed_at: datetime | None = None
 
     @property
     def duration_s(self) -> float:
@@ -108,10 +118,12 @@ class ReportRecord:
     reporter: str
     reason: str
     details: str
-    status: str  # "open" | "claimed" | "resolved"
+    status: str  # "open" | "escalated" | "resolved" (a claim is held on the video)
     created_at: datetime
     updated_at: datetime
-    resolution: str = ""
+    resolution: str = ""  # "dismiss" | "takedown" once resolved
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,21 @@ class BankEntry:
     created_at: datetime
     active: bool = True
     note: str = ""
+    video_id: str | None = None  # set when a takedown put the hash here
+    added_by: str | None = None
+    removed_at: datetime | None = None
+    removed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class StrikeRecord:
+    id: int
+    user: str
+    video_id: str
+    event_id: int
+    active: bool
+    created_at: datetime
+    withdrawn_at: datetime | None = None
 
 
 class Store(Protocol):
@@ -171,3 +198,54 @@ class Store(Protocol):
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
+
+
+class ModerationTx(Protocol):
+    """One moderator action as a unit of work: everything in it commits together or not at all.
+
+    Life cycle::
+
+        store.moderation() ──► BEGIN (SQLite: IMMEDIATE, so writers queue instead of failing)
+          lock_video(id) ──► the row is locked (PostgreSQL: FOR UPDATE) until the end
+          read: unresolved_reports, bank_entry, active_bank_hashes
+          write: set_video_status, set_claim, set_reports, add_bank_entry,
+                 deactivate_bank_entries, add_strike, withdraw_strikes, add_event
+        leave the block ──► COMMIT; an exception ──► ROLLBACK (nothing happened)
+
+    ``now`` is the one timestamp the action writes everywhere.
+    """
+
+    now: datetime
+
+    def lock_video(self, video_id: str) -> VideoRecord:
+        """The video, locked for this transaction; NotFound if there is none."""
+
+    def set_video_status(self, video_id: str, status: str, reason: str = "") -> None: ...
+    def set_claim(self, video_id: str, moderator: str | None) -> None: ...
+    def unresolved_reports(self, video_id: str) -> list[ReportRecord]: ...
+
+    def set_reports(
+        self, report_ids: Sequence[str], status: str, resolution: str = "",
+        moderator: str | None = None,
+    ) -> None: ...
+
+    def add_event(
+        self, actor: str, action: str, note: str = "", video_id: str | None = None,
+        report_id: str | None = None, data: dict | None = None,
+    ) -> EventRecord: ...
+
+    def add_bank_entry(
+        self, bank: str, pdq_hex: str, source: str, note: str = "",
+        video_id: str | None = None, added_by: str | None = None,
+    ) -> BankEntry: ...
+
+    def bank_entry(self, entry_id: str) -> BankEntry | None: ...
+    def active_bank_hashes(self, bank: str) -> set[str]: ...
+
+    def deactivate_bank_entries(
+        self, moderator: str, entry_ids: Sequence[str] = (), video_id: str | None = None
+    ) -> list[BankEntry]:
+        """Mark entries inactive (by id, or every active one a takedown of video_id added)."""
+
+    def add_strike(self, user: str, video_id: str, event_id: int) -> StrikeRecord: ...
+    def withdraw_strikes(self, video_id: str) -> list[StrikeRecord]: ...

@@ -57,6 +57,9 @@ class Video(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The moderator working this video's reports; a claim lapses (moderation.CLAIM_TTL).
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     __table_args__ = (UniqueConstraint("owner", "idempotency_key", name="uq_videos_idempotency"),)
 
 
@@ -83,9 +86,11 @@ class Report(Base):
     reporter: Mapped[str] = mapped_column(String(128), index=True)
     reason: Mapped[str] = mapped_column(String(32))
     details: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open|escalated|resolved
     resolution: Mapped[str] = mapped_column(String(16), default="")
+    # Unused since 0002: a claim covers the whole video (videos.claimed_by).
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -106,13 +111,14 @@ class ReportSubmission(Base):
 
 
 class Event(Base):
-    """Append-only moderation history: rows are inserted, never updated or deleted."""
+    """Append-only moderation history: rows are inserted, never updated or deleted
+    (database triggers from migration 0002 refuse UPDATE and DELETE)."""
 
     __tablename__ = "moderation_events"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     video_id: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
     report_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    actor: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(128), index=True)
     action: Mapped[str] = mapped_column(String(32))
     note: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -129,6 +135,9 @@ class BankEntry(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    video_id: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    added_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    removed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Strike(Base):
@@ -139,3 +148,4 @@ class Strike(Base):
     event_id: Mapped[int] = mapped_column(BigInteger)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import create_engine, event, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +25,8 @@ from alive_service.store.interface import (
     RateLimited,
     ReportRecord,
     StoreUnavailable,
+    StrikeRecord,
+    TakenDown,
     VideoRecord,
 )
 from safety.hashing import BankMatch, MemoryHashBank
@@ -51,6 +53,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            # SQLAlchemy emits BEGIN itself (below), not the sqlite3 module.
+            dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
             # WAL lets readers run beside the one writer; NORMAL is durable in WAL mode
             # against process crashes, which is what "killed mid-request" needs.
@@ -58,6 +62,14 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+            # A deferred transaction that reads, then writes after another writer committed,
+            # fails at once with SQLITE_BUSY (WAL snapshot) whatever the busy timeout.
+            # Writers take the lock up front instead, and so wait their turn.
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8, pool_timeout=10)
@@ -73,6 +85,7 @@ def _video(row: schema.Video) -> VideoRecord:
         manifest_id=row.manifest_id, c2pa_state=row.c2pa_state, signer=row.signer,
         safety=dict(row.safety), faces=row.faces, idempotency_key=row.idempotency_key,
         request_fingerprint=row.request_fingerprint, created_at=_aware(row.created_at),
+        claimed_by=row.claimed_by, claimed_at=_aware(row.claimed_at),
     )
 
 
@@ -81,6 +94,7 @@ def _report(row: schema.Report) -> ReportRecord:
         id=row.id, video_id=row.video_id, reporter=row.reporter, reason=row.reason,
         details=row.details, status=row.status, resolution=row.resolution,
         created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),  # type: ignore[arg-type]
+        resolved_at=_aware(row.resolved_at), resolved_by=row.resolved_by,
     )
 
 
@@ -96,6 +110,16 @@ def _bank_entry(row: schema.BankEntry) -> BankEntry:
     return BankEntry(
         id=row.id, bank=row.bank, pdq_hex=row.pdq_hex, source=row.source, note=row.note,
         active=row.active, created_at=_aware(row.created_at),  # type: ignore[arg-type]
+        video_id=row.video_id, added_by=row.added_by, removed_at=_aware(row.removed_at),
+        removed_by=row.removed_by,
+    )
+
+
+def _strike(row: schema.Strike) -> StrikeRecord:
+    return StrikeRecord(
+        id=row.id, user=row.user, video_id=row.video_id, event_id=row.event_id,
+        active=row.active, created_at=_aware(row.created_at),  # type: ignore[arg-type]
+        withdrawn_at=_aware(row.withdrawn_at),
     )
 
 
@@ -106,13 +130,16 @@ class SqlStore:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(
+            self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
+        )
         self.blobs = BlobStore(blob_dir)
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self, write: bool = False) -> Iterator[Session]:
         try:
-            with self._sessions.begin() as session:
+            with (self._writes if write else self._sessions).begin() as session:
                 yield session
         except (OperationalError, DBAPIError) as exc:
             if isinstance(exc, IntegrityError):
@@ -153,7 +180,7 @@ class SqlStore:
             created_at=video.created_at or schema.utcnow(),
         )
         try:
-            with self._session() as session:
+            with self._session(write=True) as session:
                 session.add(row)
                 session.flush()
                 stored = _video(row)
@@ -229,12 +256,13 @@ class SqlStore:
             row.status = status
             row.status_reason = reason
 
-        self._read(q)
+        with self._session(write=True) as session:
+            q(session)
 
     # -- safety decisions -------------------------------------------------------------------
     def record_decision(self, decision: DecisionRecord) -> str:
         decision_id = decision.id or new_id("d_")
-        with self._session() as session:
+        with self._session(write=True) as session:
             session.add(
                 schema.Decision(
                     id=decision_id, request_id=decision.request_id, user=decision.user,
@@ -281,7 +309,13 @@ class SqlStore:
         now = schema.utcnow()
         for attempt in range(3):
             try:
-                with self._session() as session:
+                with self._session(write=True) as session:
+                    if session.get_bind().dialect.name == "postgresql":
+                        # One report at a time per user, so the hourly limit is exact.
+                        session.execute(
+                            text("SELECT pg_advisory_xact_lock(hashtextextended(:r, 7))"),
+                            {"r": reporter},
+                        )
                     recent = session.scalar(
                         select(func.count())
                         .select_from(schema.ReportSubmission)
@@ -297,6 +331,8 @@ class SqlStore:
                     video = session.get(schema.Video, video_id)
                     if video is None:
                         raise NotFound(f"no video {video_id}")
+                    if video.status == "taken_down":
+                        raise TakenDown(f"video {video_id} was taken down")
                     session.add(schema.ReportSubmission(reporter=reporter, created_at=now))
                     row = session.scalar(
                         select(schema.Report).where(
@@ -316,6 +352,7 @@ class SqlStore:
                         if row.status == "resolved":
                             # A fresh report after a decision reopens it for review.
                             row.status, row.resolution, row.resolved_at = "open", "", None
+                            row.resolved_by = None
                     session.flush()
                     return _report(row), updated
             except IntegrityError:
@@ -371,7 +408,7 @@ class SqlStore:
         return BankMatch(bank_of[match.entry_id], match.entry_id, match.hash_hex, match.distance)
 
     def add_bank_entry(self, bank: str, pdq_hex: str, source: str, note: str = "") -> BankEntry:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = schema.BankEntry(
                 id=new_id("h_"), bank=bank, pdq_hex=pdq_hex.lower(), source=source, note=note,
                 active=True, created_at=schema.utcnow(),
@@ -396,7 +433,7 @@ class SqlStore:
         self, actor: str, action: str, note: str = "", video_id: str | None = None,
         report_id: str | None = None, data: dict | None = None,
     ) -> EventRecord:
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = schema.Event(
                 video_id=video_id, report_id=report_id, actor=actor, action=action, note=note,
                 data=data or {}, created_at=schema.utcnow(),
@@ -415,6 +452,210 @@ class SqlStore:
             return [_event(r) for r in rows]
 
         return self._read(q)
+
+    def events(
+        self, video_id: str | None = None, actor: str | None = None, limit: int | None = None
+    ) -> list[EventRecord]:
+        """The moderation history, newest first."""
+
+        def q(s: Session) -> list[EventRecord]:
+            stmt = select(schema.Event).order_by(schema.Event.id.desc())
+            if video_id is not None:
+                stmt = stmt.where(schema.Event.video_id == video_id)
+            if actor is not None:
+                stmt = stmt.where(schema.Event.actor == actor)
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return [_event(r) for r in s.scalars(stmt)]
+
+        return self._read(q)
+
+    # -- moderation -------------------------------------------------------------------------
+    def list_reports(
+        self, statuses: Collection[str] | None = None, video_id: str | None = None
+    ) -> list[ReportRecord]:
+        def q(s: Session) -> list[ReportRecord]:
+            stmt = select(schema.Report).order_by(schema.Report.created_at)
+            if statuses is not None:
+                stmt = stmt.where(schema.Report.status.in_(list(statuses)))
+            if video_id is not None:
+                stmt = stmt.where(schema.Report.video_id == video_id)
+            return [_report(r) for r in s.scalars(stmt)]
+
+        return self._read(q)
+
+    def videos_by_id(self, video_ids: Collection[str]) -> dict[str, VideoRecord]:
+        if not video_ids:
+            return {}
+
+        def q(s: Session) -> dict[str, VideoRecord]:
+            rows = s.scalars(select(schema.Video).where(schema.Video.id.in_(list(video_ids))))
+            return {r.id: _video(r) for r in rows}
+
+        return self._read(q)
+
+    def strikes_for(self, user: str, active_only: bool = True) -> list[StrikeRecord]:
+        def q(s: Session) -> list[StrikeRecord]:
+            stmt = select(schema.Strike).where(schema.Strike.user == user)
+            if active_only:
+                stmt = stmt.where(schema.Strike.active.is_(True))
+            return [_strike(r) for r in s.scalars(stmt.order_by(schema.Strike.id))]
+
+        return self._read(q)
+
+    def bank_entry(self, entry_id: str) -> BankEntry | None:
+        def q(s: Session) -> BankEntry | None:
+            row = s.get(schema.BankEntry, entry_id)
+            return _bank_entry(row) if row else None
+
+        return self._read(q)
+
+    def bank_entries_for_video(self, video_id: str) -> list[BankEntry]:
+        def q(s: Session) -> list[BankEntry]:
+            stmt = (
+                select(schema.BankEntry)
+                .where(schema.BankEntry.video_id == video_id)
+                .order_by(schema.BankEntry.created_at)
+            )
+            return [_bank_entry(r) for r in s.scalars(stmt)]
+
+        return self._read(q)
+
+    @contextmanager
+    def moderation(self, now: datetime | None = None) -> Iterator[SqlModerationTx]:
+        """One moderator action: see ``ModerationTx`` for the life cycle."""
+        with self._session(write=True) as session:
+            yield SqlModerationTx(session, now or schema.utcnow())
+
+
+class SqlModerationTx:
+    """``ModerationTx`` on one SQLAlchemy session (one database transaction)."""
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
+        self.now = now
+
+    def _video_row(self, video_id: str) -> schema.Video:
+        row = self.session.scalar(
+            select(schema.Video).where(schema.Video.id == video_id).with_for_update()
+        )
+        if row is None:
+            raise NotFound(f"no video {video_id}")
+        return row
+
+    def lock_video(self, video_id: str) -> VideoRecord:
+        return _video(self._video_row(video_id))
+
+    def set_video_status(self, video_id: str, status: str, reason: str = "") -> None:
+        row = self._video_row(video_id)
+        row.status, row.status_reason = status, reason
+
+    def set_claim(self, video_id: str, moderator: str | None) -> None:
+        row = self._video_row(video_id)
+        row.claimed_by = moderator
+        row.claimed_at = self.now if moderator else None
+
+    def unresolved_reports(self, video_id: str) -> list[ReportRecord]:
+        rows = self.session.scalars(
+            select(schema.Report)
+            .where(schema.Report.video_id == video_id, schema.Report.status != "resolved")
+            .order_by(schema.Report.created_at)
+            .with_for_update()
+        )
+        return [_report(r) for r in rows]
+
+    def set_reports(
+        self, report_ids: Sequence[str], status: str, resolution: str = "",
+        moderator: str | None = None,
+    ) -> None:
+        if not report_ids:
+            return
+        resolved = status == "resolved"
+        self.session.execute(
+            update(schema.Report)
+            .where(schema.Report.id.in_(list(report_ids)))
+            .values(
+                status=status, resolution=resolution, updated_at=self.now,
+                resolved_at=self.now if resolved else None,
+                resolved_by=moderator if resolved else None,
+            )
+        )
+
+    def add_event(
+        self, actor: str, action: str, note: str = "", video_id: str | None = None,
+        report_id: str | None = None, data: dict | None = None,
+    ) -> EventRecord:
+        row = schema.Event(
+            video_id=video_id, report_id=report_id, actor=actor, action=action, note=note,
+            data=data or {}, created_at=self.now,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _event(row)
+
+    def add_bank_entry(
+        self, bank: str, pdq_hex: str, source: str, note: str = "",
+        video_id: str | None = None, added_by: str | None = None,
+    ) -> BankEntry:
+        row = schema.BankEntry(
+            id=new_id("h_"), bank=bank, pdq_hex=pdq_hex.lower(), source=source, note=note,
+            active=True, created_at=self.now, video_id=video_id, added_by=added_by,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _bank_entry(row)
+
+    def bank_entry(self, entry_id: str) -> BankEntry | None:
+        row = self.session.scalar(
+            select(schema.BankEntry).where(schema.BankEntry.id == entry_id).with_for_update()
+        )
+        return _bank_entry(row) if row else None
+
+    def active_bank_hashes(self, bank: str) -> set[str]:
+        return set(
+            self.session.scalars(
+                select(schema.BankEntry.pdq_hex).where(
+                    schema.BankEntry.bank == bank, schema.BankEntry.active.is_(True)
+                )
+            )
+        )
+
+    def deactivate_bank_entries(
+        self, moderator: str, entry_ids: Sequence[str] = (), video_id: str | None = None
+    ) -> list[BankEntry]:
+        stmt = select(schema.BankEntry).where(schema.BankEntry.active.is_(True))
+        if video_id is not None:
+            stmt = stmt.where(schema.BankEntry.video_id == video_id)
+        elif entry_ids:
+            stmt = stmt.where(schema.BankEntry.id.in_(list(entry_ids)))
+        else:
+            return []
+        rows = list(self.session.scalars(stmt.with_for_update()))
+        for row in rows:
+            row.active, row.removed_at, row.removed_by = False, self.now, moderator
+        self.session.flush()
+        return [_bank_entry(r) for r in rows]
+
+    def add_strike(self, user: str, video_id: str, event_id: int) -> StrikeRecord:
+        row = schema.Strike(
+            user=user, video_id=video_id, event_id=event_id, active=True, created_at=self.now
+        )
+        self.session.add(row)
+        self.session.flush()
+        return _strike(row)
+
+    def withdraw_strikes(self, video_id: str) -> list[StrikeRecord]:
+        rows = list(
+            self.session.scalars(
+                select(schema.Strike)
+                .where(schema.Strike.video_id == video_id, schema.Strike.active.is_(True))
+                .with_for_update()
+            )
+        )
+        for row in rows:
+            row.active, row.withdrawn_at = False, self.now
+        self.session.flush()
+        return [_strike(r) for r in rows]
 
 
 def check_not_found(value: T | None, what: str) -> T:

@@ -1,0 +1,413 @@
+"""The moderator's actions, as plain functions over the store (``alive-mod`` is their CLI).
+
+Each action is one transaction (``SqlStore.moderation``): it locks the video, checks the
+claim, changes what it changes and appends one event, or does nothing at all. A takedown
+is the whole loop at once: the video stops being served, the source photo's PDQ hash enters
+the "takedowns" bank (the safety stage then refuses the same or a near-identical photo),
+the owner gets a strike, and every unresolved report on the video is resolved.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from alive_service.store import BankEntry, Conflict, EventRecord, NotFound, ReportRecord
+from alive_service.store.interface import StrikeRecord, VideoRecord
+from alive_service.store.schema import utcnow
+from alive_service.store.sql import SqlStore
+
+TAKEDOWN_BANK = "takedowns"
+ACTIONS = ("dismiss", "takedown", "escalate")
+# A claim lapses so that a moderator who walks away does not hold a video for ever.
+CLAIM_TTL = timedelta(minutes=30)
+UNRESOLVED = ("open", "escalated")
+STATUSES = ("open", "claimed", "escalated", "resolved", "unresolved", "all")
+
+# How bad the worst reported harm would be if true; it ranks the queue before anything else
+# (one report of a child at risk outranks many spam reports).
+SEVERITY = {
+    "minor_safety": 10,
+    "self_harm": 9,
+    "nudity": 7,
+    "violence": 7,
+    "impersonation": 6,
+    "hate": 6,
+    "harassment": 5,
+    "copyright": 3,
+    "other": 2,
+    "spam": 1,
+}
+REASONS = tuple(SEVERITY)
+_PDQ_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_SPLIT_RE = re.compile(r"[,\s]+")
+
+
+def priority(reasons: Iterable[str], reporters: int, age: timedelta, escalated: bool) -> float:
+    """Worst severity first (x100), then reporters (x10, capped at 50), then age in hours
+    (capped at 3 days); escalations jump ahead of everything not escalated."""
+    worst = max((SEVERITY.get(r, SEVERITY["other"]) for r in reasons), default=0)
+    hours = min(max(age.total_seconds(), 0.0) / 3600.0, 72.0)
+    return (10_000.0 if escalated else 0.0) + worst * 100.0 + min(reporters, 50) * 10.0 + hours
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    video_id: str
+    owner: str
+    video_status: str
+    status: str  # "open" | "claimed" | "escalated" | "resolved"
+    priority: float
+    reporters: int
+    reasons: dict[str, int]  # reason -> number of reports
+    report_ids: list[str]
+    oldest_report: datetime
+    newest_report: datetime
+    claimed_by: str | None = None
+    claim_expires: datetime | None = None
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        for key in ("oldest_report", "newest_report", "claim_expires"):
+            out[key] = out[key].isoformat() if out[key] else None
+        out["priority"] = round(self.priority, 2)
+        return out
+
+
+def _active_claim(video: VideoRecord, now: datetime) -> str | None:
+    if video.claimed_by and video.claimed_at and now - video.claimed_at < CLAIM_TTL:
+        return video.claimed_by
+    return None
+
+
+def queue(
+    store: SqlStore, reason: str | None = None, status: str = "unresolved",
+    now: datetime | None = None, limit: int | None = None,
+) -> list[QueueItem]:
+    """Reports grouped by video, highest priority first.
+
+    ``status``: "unresolved" (default: open, claimed or escalated), "open" (nobody holds
+    it), "claimed", "escalated", "resolved" or "all". ``reason``: only videos with at least
+    one report of that reason.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    if reason is not None and reason not in SEVERITY:
+        raise ValueError(f"reason must be one of {', '.join(REASONS)}")
+    now = now or utcnow()
+    wanted = None if status in ("resolved", "all") else UNRESOLVED
+    by_video: dict[str, list[ReportRecord]] = {}
+    for report in store.list_reports(statuses=wanted):
+        by_video.setdefault(report.video_id, []).append(report)
+    videos = store.videos_by_id(by_video)
+    items = []
+    for video_id, reports in by_video.items():
+        video = videos[video_id]
+        unresolved = [r for r in reports if r.status != "resolved"]
+        claimed_by = _active_claim(video, now) if unresolved else None
+        if not unresolved:
+            item_status = "resolved"
+        elif claimed_by:
+            item_status = "claimed"
+        elif any(r.status == "escalated" for r in unresolved):
+            item_status = "escalated"
+        else:
+            item_status = "open"
+        if status in ("open", "claimed", "escalated", "resolved") and item_status != status:
+            continue
+        if reason is not None and not any(r.reason == reason for r in reports):
+            continue
+        counted = unresolved or reports
+        reasons: dict[str, int] = {}
+        for r in counted:
+            reasons[r.reason] = reasons.get(r.reason, 0) + 1
+        oldest = min(r.created_at for r in counted)
+        items.append(QueueItem(
+            video_id=video_id, owner=video.owner, video_status=video.status,
+            status=item_status,
+            priority=priority(reasons, len(counted), now - oldest,
+                              any(r.status == "escalated" for r in unresolved)),
+            reporters=len({r.reporter for r in counted}), reasons=reasons,
+            report_ids=[r.id for r in counted], oldest_report=oldest,
+            newest_report=max(r.updated_at for r in counted), claimed_by=claimed_by,
+            claim_expires=(video.claimed_at + CLAIM_TTL) if claimed_by and video.claimed_at
+            else None,
+        ))
+    items.sort(key=lambda i: (-i.priority, i.oldest_report))
+    return items[:limit] if limit else items
+
+
+def video_id_for(store: SqlStore, ident: str) -> str:
+    """A video id, or the id of a report on it (``r_...``)."""
+    if store.get_video(ident) is not None:
+        return ident
+    report = store.get_report(ident)
+    if report is not None:
+        return report.video_id
+    raise NotFound(f"no video or report {ident}")
+
+
+def _need_note(action: str, note: str) -> str:
+    note = note.strip()
+    if not note:
+        raise ValueError(f"{action} needs a note saying why (--note)")
+    return note
+
+
+def _check_claim(video: VideoRecord, moderator: str, now: datetime, force: bool) -> None:
+    holder = _active_claim(video, now)
+    if holder and holder != moderator and not force:
+        assert video.claimed_at is not None
+        raise Conflict(
+            f"video {video.id} is claimed by {holder} until "
+            f"{(video.claimed_at + CLAIM_TTL):%Y-%m-%d %H:%M} UTC (use --force to take over)"
+        )
+
+
+def claim(store: SqlStore, moderator: str, video_id: str, force: bool = False,
+          now: datetime | None = None) -> EventRecord:
+    """Take a video's reports to work on; Conflict while another moderator holds them."""
+    with store.moderation(now) as tx:
+        video = tx.lock_video(video_id)
+        _check_claim(video, moderator, tx.now, force)
+        if not tx.unresolved_reports(video_id):
+            raise Conflict(f"video {video_id} has no unresolved reports to claim")
+        previous = _active_claim(video, tx.now)
+        tx.set_claim(video_id, moderator)
+        return tx.add_event(
+            moderator, "claim", video_id=video_id,
+            data={"expires_at": (tx.now + CLAIM_TTL).isoformat(),
+                  "taken_from": previous if previous != moderator else None},
+        )
+
+
+def release(store: SqlStore, moderator: str, video_id: str, force: bool = False,
+            now: datetime | None = None) -> EventRecord:
+    """Give a claim back without deciding."""
+    with store.moderation(now) as tx:
+        video = tx.lock_video(video_id)
+        _check_claim(video, moderator, tx.now, force)
+        tx.set_claim(video_id, None)
+        return tx.add_event(moderator, "release", video_id=video_id)
+
+
+def resolve(
+    store: SqlStore, moderator: str, video_id: str, action: str, note: str = "",
+    force: bool = False, now: datetime | None = None,
+) -> EventRecord:
+    """Decide a video: every unresolved report on it is resolved (or escalated) at once.
+
+    takedown: stop serving it, bank its photo's hash, strike its owner (one transaction).
+    dismiss: the reports were unfounded. escalate: send them up, to the top of the queue.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
+    if action != "dismiss":
+        note = _need_note(action, note)
+    with store.moderation(now) as tx:
+        video = tx.lock_video(video_id)
+        _check_claim(video, moderator, tx.now, force)
+        reports = tx.unresolved_reports(video_id)
+        ids = [r.id for r in reports]
+        data: dict = {"reports": ids}
+        if action == "takedown":
+            if video.status == "taken_down":
+                raise Conflict(f"video {video_id} is already taken down")
+            tx.set_video_status(video_id, "taken_down", note)
+            tx.set_reports(ids, "resolved", "takedown", moderator)
+            tx.set_claim(video_id, None)
+            entry = tx.add_bank_entry(
+                TAKEDOWN_BANK, video.pdq_hex, source=f"takedown of video {video_id}",
+                note=note, video_id=video_id, added_by=moderator,
+            )
+            data.update(bank=TAKEDOWN_BANK, bank_entry=entry.id, pdq_hex=video.pdq_hex,
+                        owner=video.owner)
+            event = tx.add_event(moderator, "takedown", note, video_id=video_id, data=data)
+            # The strike points back at the event that caused it (events never change).
+            tx.add_strike(video.owner, video_id, event.id)
+            return event
+        if not reports:
+            raise Conflict(f"video {video_id} has no unresolved reports to {action}")
+        if action == "dismiss":
+            tx.set_reports(ids, "resolved", "dismiss", moderator)
+        else:
+            if all(r.status == "escalated" for r in reports):
+                raise Conflict(f"video {video_id} is already escalated")
+            tx.set_reports(ids, "escalated")
+        tx.set_claim(video_id, None)
+        return tx.add_event(moderator, action, note, video_id=video_id, data=data)
+
+
+def restore(store: SqlStore, moderator: str, video_id: str, note: str,
+            now: datetime | None = None) -> EventRecord:
+    """Reverse a takedown: serve the video again, withdraw its bank entry and the strike."""
+    note = _need_note("restore", note)
+    with store.moderation(now) as tx:
+        video = tx.lock_video(video_id)
+        if video.status != "taken_down":
+            raise Conflict(f"video {video_id} is not taken down (status {video.status})")
+        tx.set_video_status(video_id, "ready", "")
+        entries = tx.deactivate_bank_entries(moderator, video_id=video_id)
+        strikes = tx.withdraw_strikes(video_id)
+        return tx.add_event(
+            moderator, "restore", note, video_id=video_id,
+            data={"bank_entries": [e.id for e in entries], "strikes": [s.id for s in strikes]},
+        )
+
+
+def add_note(store: SqlStore, moderator: str, video_id: str, note: str) -> EventRecord:
+    note = _need_note("note", note)
+    with store.moderation() as tx:
+        tx.lock_video(video_id)
+        return tx.add_event(moderator, "note", note, video_id=video_id)
+
+
+# -- hash banks ----------------------------------------------------------------------------
+def normalise_pdq(value: str) -> str:
+    value = value.strip()
+    if not _PDQ_RE.match(value):
+        raise ValueError(f"not a PDQ hash (64 hex characters): {value[:80]!r}")
+    return value.lower()
+
+
+def bank_add(store: SqlStore, moderator: str, bank: str, pdq_hex: str, note: str = "",
+             source: str = "manual") -> BankEntry:
+    pdq_hex = normalise_pdq(pdq_hex)
+    with store.moderation() as tx:
+        if pdq_hex in tx.active_bank_hashes(bank):
+            raise Conflict(f"bank {bank} already holds {pdq_hex}")
+        entry = tx.add_bank_entry(bank, pdq_hex, source, note, added_by=moderator)
+        tx.add_event(moderator, "bank_add", note,
+                     data={"bank": bank, "entry_id": entry.id, "pdq_hex": pdq_hex})
+        return entry
+
+
+def bank_remove(store: SqlStore, moderator: str, entry_id: str, note: str = "") -> BankEntry:
+    """Withdraw one entry (marked inactive, never deleted)."""
+    with store.moderation() as tx:
+        entry = tx.bank_entry(entry_id)
+        if entry is None:
+            raise NotFound(f"no bank entry {entry_id}")
+        if not entry.active:
+            raise Conflict(f"bank entry {entry_id} was already removed")
+        (removed,) = tx.deactivate_bank_entries(moderator, entry_ids=[entry_id])
+        tx.add_event(moderator, "bank_remove", note, video_id=entry.video_id,
+                     data={"bank": entry.bank, "entry_id": entry_id, "pdq_hex": entry.pdq_hex})
+        return removed
+
+
+def parse_hash_list(text: str) -> list[tuple[str, str]]:
+    """Lines of ``<pdq hex>[,| ]<optional note>``; blank lines and ``#`` comments skipped.
+    Any bad line refuses the whole file, naming every bad line."""
+    out, bad = [], []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = _SPLIT_RE.split(line, maxsplit=1)
+        try:
+            out.append((normalise_pdq(parts[0]), parts[1].strip() if len(parts) > 1 else ""))
+        except ValueError:
+            bad.append(number)
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
+        raise ValueError(f"{len(bad)} line(s) are not PDQ hashes: line {shown}")
+    return out
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    bank: str
+    added: int
+    duplicates: int
+    entry_ids: list[str] = field(default_factory=list)
+
+
+def bank_import(store: SqlStore, moderator: str, bank: str, text: str, source: str
+                ) -> ImportResult:
+    """Add every hash of a list to ``bank`` in one transaction; hashes already there are
+    counted, not added twice."""
+    rows = parse_hash_list(text)
+    with store.moderation() as tx:
+        present = tx.active_bank_hashes(bank)
+        ids, duplicates = [], 0
+        for pdq_hex, note in rows:
+            if pdq_hex in present:
+                duplicates += 1
+                continue
+            present.add(pdq_hex)
+            ids.append(tx.add_bank_entry(bank, pdq_hex, source, note, added_by=moderator).id)
+        tx.add_event(moderator, "bank_import", data={
+            "bank": bank, "source": source, "added": len(ids), "duplicates": duplicates})
+        return ImportResult(bank, len(ids), duplicates, ids)
+
+
+# -- reading -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """Everything a moderator looks at before deciding."""
+
+    video: VideoRecord
+    reports: list[ReportRecord]
+    events: list[EventRecord]  # oldest first
+    bank_entries: list[BankEntry]
+    owner_strikes: list[StrikeRecord]  # active ones
+    claimed_by: str | None
+
+
+def case(store: SqlStore, ident: str, now: datetime | None = None) -> Case:
+    video_id = video_id_for(store, ident)
+    video = store.get_video(video_id)
+    assert video is not None
+    return Case(
+        video=video, reports=list(store.reports_for(video_id)),
+        events=list(store.events_for(video_id)),
+        bank_entries=store.bank_entries_for_video(video_id),
+        owner_strikes=store.strikes_for(video.owner),
+        claimed_by=_active_claim(video, now or utcnow()),
+    )
+
+
+@dataclass(frozen=True)
+class Stats:
+    open_reports: int  # unresolved: open or escalated
+    open_videos: int
+    escalated_reports: int
+    resolved_reports: int
+    median_resolution_s: float | None  # report created -> resolved
+    by_reason: dict[str, dict[str, int]]  # reason -> {"open": n, "resolved": n}
+    by_resolution: dict[str, int]
+    videos_taken_down: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def stats(store: SqlStore) -> Stats:
+    reports = store.list_reports()
+    unresolved = [r for r in reports if r.status != "resolved"]
+    resolved = [r for r in reports if r.status == "resolved"]
+    by_reason: dict[str, dict[str, int]] = {}
+    for r in reports:
+        counts = by_reason.setdefault(r.reason, {"open": 0, "resolved": 0})
+        counts["resolved" if r.status == "resolved" else "open"] += 1
+    by_resolution: dict[str, int] = {}
+    for r in resolved:
+        by_resolution[r.resolution] = by_resolution.get(r.resolution, 0) + 1
+    durations = [
+        (r.resolved_at - r.created_at).total_seconds() for r in resolved if r.resolved_at
+    ]
+    taken_down = {e.video_id for e in store.events() if e.action in ("takedown", "restore")}
+    videos = store.videos_by_id([v for v in taken_down if v])
+    return Stats(
+        open_reports=len(unresolved), open_videos=len({r.video_id for r in unresolved}),
+        escalated_reports=sum(r.status == "escalated" for r in unresolved),
+        resolved_reports=len(resolved),
+        median_resolution_s=statistics.median(durations) if durations else None,
+        by_reason=dict(sorted(by_reason.items(), key=lambda kv: -SEVERITY.get(kv[0], 0))),
+        by_resolution=by_resolution,
+        videos_taken_down=sum(v.status == "taken_down" for v in videos.values()),
+    )

@@ -1,0 +1,360 @@
+"""Reports and moderation: the queue, the decisions and their history, on SQLite and PostgreSQL.
+
+The unit tests drive alive_service.moderation over a real SqlStore; the last test runs the
+whole loop through the real server and the real ``alive-mod`` CLI.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy.exc import DBAPIError
+
+from alive_service import moderation as mod
+from alive_service.store import (
+    Conflict,
+    NotFound,
+    RateLimited,
+    SqlStore,
+    VideoRecord,
+    new_id,
+    upgrade,
+)
+from alive_service.store.interface import TakenDown
+from alive_service.store.schema import utcnow
+from alive_service.store.sql import REPORTS_PER_HOUR
+from tests.conftest import PG_ADMIN_URL, _pg_available
+
+# -- fresh databases -------------------------------------------------------------------------
+# The queue and the statistics look at every row, so each test gets an empty database:
+# PostgreSQL clones one migrated template (fast), SQLite a new file.
+
+
+def _admin() -> sqlalchemy.Engine:
+    return sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def _pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop(admin: sqlalchemy.Engine, name: str) -> None:
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    if not _pg_available():
+        pytest.skip("PostgreSQL is not reachable")
+    name = f"alive_modtmpl_{uuid.uuid4().hex[:8]}"
+    admin = _admin()
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    upgrade(_pg_url(name))
+    yield name
+    _drop(admin, name)
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'alive.db'}"
+        upgrade(url)
+        yield url
+        return
+    template = request.getfixturevalue("pg_template")
+    name = f"alive_mod_{uuid.uuid4().hex[:10]}"
+    admin = _admin()
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield _pg_url(name)
+    _drop(admin, name)
+    admin.dispose()
+
+
+@pytest.fixture
+def store(fresh_db: str, tmp_path: Path) -> Iterator[SqlStore]:
+    s = SqlStore(fresh_db, tmp_path / "blobs")
+    yield s
+    s.close()
+
+
+def a_video(store: SqlStore, owner: str = "alice", pdq_hex: str | None = None) -> VideoRecord:
+    record = VideoRecord(
+        id=new_id(), owner=owner, status="ready", caption="clouds", model_id="alive-motion",
+        model_version="1", model_sha256="0" * 64, params={}, photo_sha256="a" * 64,
+        photo_mime="image/jpeg", pdq_hex=pdq_hex or uuid.uuid4().hex * 2, width=640,
+        height=360, fps=24, frames=72, size_bytes=0, video_sha256="",
+        manifest_id="urn:c2pa:" + new_id(), c2pa_state="Trusted", signer="CN=test",
+        safety={"image": {"verdict": "allow"}},
+    )
+    return store.add_video(record, b"mp4 " + record.id.encode(), b"photo " + record.id.encode())
+
+
+# -- intake ----------------------------------------------------------------------------------
+def test_reports_beyond_the_hourly_limit_are_refused(store: SqlStore) -> None:
+    videos = [a_video(store) for _ in range(REPORTS_PER_HOUR + 1)]
+    for video in videos[:REPORTS_PER_HOUR]:
+        store.upsert_report(video.id, "eager", "spam", "")
+    with pytest.raises(RateLimited) as refused:
+        store.upsert_report(videos[-1].id, "eager", "spam", "")
+    assert refused.value.retry_after_s > 0
+    # The limit is per user: someone else still gets through.
+    store.upsert_report(videos[-1].id, "calm", "spam", "")
+
+
+def test_a_taken_down_video_cannot_be_reported(store: SqlStore) -> None:
+    video = a_video(store)
+    mod.resolve(store, "mia", video.id, "takedown", note="deepfake of a politician")
+    with pytest.raises(TakenDown):
+        store.upsert_report(video.id, "carol", "spam", "")
+    with pytest.raises(NotFound):
+        store.upsert_report("0123456789abcdef", "carol", "spam", "")
+
+
+def test_many_concurrent_reporters_all_land_while_a_moderator_works(store: SqlStore) -> None:
+    video = a_video(store)
+    other = a_video(store)
+    store.upsert_report(other.id, "seed", "spam", "")
+    errors: list[Exception] = []
+
+    def report(user: str) -> None:
+        try:
+            for reason in ("hate", "violence", "hate"):
+                store.upsert_report(video.id, user, reason, "")
+        except Exception as exc:  # pragma: no cover - the assertion shows it
+            errors.append(exc)
+
+    def moderate() -> None:
+        try:
+            for _ in range(5):
+                mod.claim(store, "mia", other.id)
+                mod.release(store, "mia", other.id)
+        except Exception as exc:  # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=report, args=(f"user{i}",)) for i in range(16)]
+    threads.append(threading.Thread(target=moderate))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    reports = store.reports_for(video.id)
+    assert len(reports) == 16 and {r.reason for r in reports} == {"hate"}
+
+
+# -- the queue -------------------------------------------------------------------------------
+def test_the_queue_puts_the_worst_harm_first_then_more_reporters_then_the_oldest(
+    store: SqlStore,
+) -> None:
+    spam_by_many = a_video(store)
+    for user in ("a", "b", "c", "d"):
+        store.upsert_report(spam_by_many.id, user, "spam", "")
+    older_hate = a_video(store)
+    store.upsert_report(older_hate.id, "a", "hate", "")
+    newer_hate = a_video(store)
+    store.upsert_report(newer_hate.id, "a", "hate", "")
+    hate_by_two = a_video(store)
+    store.upsert_report(hate_by_two.id, "a", "hate", "")
+    store.upsert_report(hate_by_two.id, "b", "harassment", "")
+    child = a_video(store)
+    store.upsert_report(child.id, "a", "minor_safety", "")
+
+    order = [item.video_id for item in mod.queue(store)]
+    assert order == [child.id, hate_by_two.id, older_hate.id, newer_hate.id, spam_by_many.id]
+    top = mod.queue(store)[1]
+    assert top.reporters == 2 and top.reasons == {"hate": 1, "harassment": 1}
+
+    # An escalation jumps the queue; filters narrow it.
+    mod.resolve(store, "mia", spam_by_many.id, "escalate", note="coordinated campaign?")
+    assert mod.queue(store)[0].video_id == spam_by_many.id
+    assert [i.video_id for i in mod.queue(store, status="escalated")] == [spam_by_many.id]
+    assert {i.video_id for i in mod.queue(store, reason="hate")} == {
+        older_hate.id, newer_hate.id, hate_by_two.id}
+
+
+def test_resolving_a_video_resolves_every_report_on_it(store: SqlStore) -> None:
+    video = a_video(store)
+    for user in ("u1", "u2", "u3"):
+        store.upsert_report(video.id, user, "nudity", "")
+    event = mod.resolve(store, "mia", video.id, "dismiss", note="a classical statue")
+    reports = store.reports_for(video.id)
+    assert {(r.status, r.resolution, r.resolved_by) for r in reports} == {
+        ("resolved", "dismiss", "mia")}
+    assert sorted(event.data["reports"]) == sorted(r.id for r in reports)
+    assert mod.queue(store) == []
+    assert [i.video_id for i in mod.queue(store, status="resolved")] == [video.id]
+    with pytest.raises(Conflict):
+        mod.resolve(store, "mia", video.id, "dismiss")
+    # A fresh report after the decision puts the video back in the queue.
+    store.upsert_report(video.id, "u2", "nudity", "it is not a statue")
+    (item,) = mod.queue(store)
+    assert item.video_id == video.id and item.reporters == 1
+
+
+# -- takedown and restore --------------------------------------------------------------------
+def test_a_takedown_stops_the_video_banks_its_photo_and_strikes_the_owner(
+    store: SqlStore,
+) -> None:
+    video = a_video(store, owner="bob", pdq_hex="0f" * 32)
+    for user in ("u1", "u2"):
+        store.upsert_report(video.id, user, "impersonation", "")
+    mod.resolve(store, "mia", video.id, "takedown", note="deepfake of a real person")
+
+    after = store.get_video(video.id)
+    assert after is not None and after.status == "taken_down"
+    assert {r.resolution for r in store.reports_for(video.id)} == {"takedown"}
+    # The same photo, or one a few bits away (resized, recompressed), now matches.
+    match = store.nearest("0e" + "0f" * 31, 31)
+    assert match is not None and match.bank == mod.TAKEDOWN_BANK
+    assert [s.video_id for s in store.strikes_for("bob")] == [video.id]
+    with pytest.raises(Conflict):
+        mod.resolve(store, "mia", video.id, "takedown", note="again")
+
+
+def test_restore_reverses_a_takedown_and_keeps_the_record(store: SqlStore) -> None:
+    video = a_video(store, owner="bob", pdq_hex="0f" * 32)
+    store.upsert_report(video.id, "u1", "copyright", "")
+    mod.resolve(store, "mia", video.id, "takedown", note="looks like a film still")
+    mod.restore(store, "lee", video.id, note="appeal upheld: the owner's own photo")
+
+    after = store.get_video(video.id)
+    assert after is not None and after.status == "ready"
+    assert store.nearest("0f" * 32, 31) is None
+    assert store.strikes_for("bob") == []
+    # Withdrawn, not deleted.
+    (entry,) = store.bank_entries_for_video(video.id)
+    assert not entry.active and entry.removed_by == "lee"
+    (strike,) = store.strikes_for("bob", active_only=False)
+    assert not strike.active and strike.withdrawn_at is not None
+    assert [e.action for e in store.events_for(video.id)] == ["takedown", "restore"]
+    with pytest.raises(Conflict):
+        mod.restore(store, "lee", video.id, note="twice")
+    # A second takedown strikes again; restore needs a note.
+    mod.resolve(store, "mia", video.id, "takedown", note="a different film after all")
+    assert len(store.strikes_for("bob")) == 1
+    with pytest.raises(ValueError):
+        mod.restore(store, "lee", video.id, note=" ")
+
+
+def test_a_refused_takedown_changes_nothing(store: SqlStore) -> None:
+    video = a_video(store, owner="bob")
+    store.upsert_report(video.id, "u1", "violence", "")
+    mod.claim(store, "mia", video.id)
+    with pytest.raises(Conflict, match="claimed by mia"):
+        mod.resolve(store, "lee", video.id, "takedown", note="gore")
+    after = store.get_video(video.id)
+    assert after is not None and after.status == "ready" and after.claimed_by == "mia"
+    assert store.strikes_for("bob") == [] and store.bank_entries(mod.TAKEDOWN_BANK) == []
+    assert [e.action for e in store.events_for(video.id)] == ["claim"]
+    assert {r.status for r in store.reports_for(video.id)} == {"open"}
+
+
+# -- claims and history ----------------------------------------------------------------------
+def test_a_claim_conflicts_while_another_moderator_holds_it(store: SqlStore) -> None:
+    video = a_video(store)
+    store.upsert_report(video.id, "u1", "hate", "")
+    mod.claim(store, "mia", video.id)
+    mod.claim(store, "mia", video.id)  # renewing one's own claim is fine
+    with pytest.raises(Conflict, match="claimed by mia"):
+        mod.claim(store, "lee", video.id)
+    (item,) = mod.queue(store)
+    assert item.status == "claimed" and item.claimed_by == "mia"
+    assert mod.queue(store, status="open") == []
+    # A claim lapses, and --force takes one over.
+    later = utcnow() + mod.CLAIM_TTL + timedelta(minutes=1)
+    mod.claim(store, "lee", video.id, now=later)
+    with pytest.raises(Conflict, match="claimed by lee"):
+        mod.resolve(store, "mia", video.id, "dismiss", now=later)
+    event = mod.claim(store, "mia", video.id, force=True, now=later)
+    assert event.data["taken_from"] == "lee"
+    mod.resolve(store, "mia", video.id, "dismiss", now=later)
+    assert store.get_video(video.id).claimed_by is None  # type: ignore[union-attr]
+
+
+def test_every_action_is_an_event_and_history_cannot_be_rewritten(
+    store: SqlStore, fresh_db: str
+) -> None:
+    video = a_video(store)
+    store.upsert_report(video.id, "u1", "hate", "")
+    mod.claim(store, "mia", video.id)
+    mod.add_note(store, "mia", video.id, "asked a colleague about the symbol")
+    mod.resolve(store, "mia", video.id, "escalate", note="needs the hate-speech team")
+    mod.resolve(store, "lee", video.id, "takedown", note="hate symbol")
+    mod.restore(store, "lee", video.id, note="the symbol is a festival logo")
+    events = store.events_for(video.id)
+    assert [(e.actor, e.action) for e in events] == [
+        ("mia", "claim"), ("mia", "note"), ("mia", "escalate"), ("lee", "takedown"),
+        ("lee", "restore")]
+    assert events[3].note == "hate symbol" and events[3].created_at is not None
+
+    engine = sqlalchemy.create_engine(fresh_db)
+    try:
+        for statement in (
+            "UPDATE moderation_events SET note = 'nothing happened'",
+            "DELETE FROM moderation_events",
+            "DELETE FROM reports",
+            "DELETE FROM hash_bank_entries",
+            "DELETE FROM strikes",
+        ):
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(sqlalchemy.text(statement))
+    finally:
+        engine.dispose()
+    assert store.events_for(video.id) == events
+
+
+# -- statistics and hash banks ---------------------------------------------------------------
+def test_stats_count_open_and_resolved_and_time_to_resolution(store: SqlStore) -> None:
+    reported_at = utcnow()
+    first, second, third = a_video(store), a_video(store), a_video(store)
+    store.upsert_report(first.id, "u1", "spam", "")
+    store.upsert_report(first.id, "u2", "spam", "")
+    store.upsert_report(second.id, "u1", "nudity", "")
+    store.upsert_report(third.id, "u1", "minor_safety", "")
+    mod.resolve(store, "mia", first.id, "dismiss", now=reported_at + timedelta(hours=1))
+    mod.resolve(store, "mia", second.id, "takedown", note="explicit",
+                now=reported_at + timedelta(hours=3))
+
+    stats = mod.stats(store)
+    assert (stats.open_reports, stats.open_videos, stats.resolved_reports) == (1, 1, 3)
+    assert stats.by_resolution == {"dismiss": 2, "takedown": 1}
+    assert stats.by_reason["spam"] == {"open": 0, "resolved": 2}
+    assert stats.by_reason["minor_safety"] == {"open": 1, "resolved": 0}
+    assert stats.median_resolution_s is not None
+    assert abs(stats.median_resolution_s - 3600) < 60  # reports 1 h, 1 h, 3 h after filing
+    assert stats.videos_taken_down == 1
+
+
+def test_bank_import_adds_new_hashes_once_and_refuses_a_bad_file(store: SqlStore) -> None:
+    a, b, c = "ab" * 32, "cd" * 32, "ef" * 32
+    result = mod.bank_import(store, "mia", "ncmec-sample", f"# from a partner\n{a},first\n"
+                             f"{b.upper()} second one\n\n{a}\n", source="partner.txt")
+    assert (result.added, result.duplicates) == (2, 1)
+    entries = store.bank_entries("ncmec-sample")
+    assert {(e.pdq_hex, e.note) for e in entries} == {(a, "first"), (b, "second one")}
+
+    with pytest.raises(ValueError, match="line 2"):
+        mod.bank_import(store, "mia", "ncmec-sample", f"{c}\nnot-a-hash\n", source="x")
+    assert len(store.bank_entries("ncmec-sample")) == 2  # nothing from the bad file
+
+    assert store.nearest(a, 0) is not None
+    removed = mod.bank_remove(store, "mia", entries[0].id, note="false positive")
+    assert not removed.active
+    assert store.nearest(entries[0].pdq_hex, 0) is None
+    assert len(store.bank_entries("ncmec-sample", active_only=False)) == 2
+    with pytest.raises(Conflict):
+        mod.bank_remove(store, "mia", entries[0].id)
+    assert [e.action for e in reversed(store.events(actor="mia"))] == [
+        "bank_import", "bank_remove"]
