@@ -27,6 +27,9 @@ def export_minilm(out_dir: Path) -> Path:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     src = packaged_model_dir()
 
