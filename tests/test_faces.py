@@ -78,13 +78,18 @@ def test_boxes_map_back_to_the_callers_pixels_when_detection_downscales(model_di
     np.testing.assert_allclose(face.box, np.array(expected.box) * 2, atol=1e-3)
     np.testing.assert_allclose(face.landmarks, np.array(expected.landmarks) * 2, atol=1e-3)
 
+    # A camera-sized photo (4096 px) takes the cheap two-step downscale: same face, 8x bigger.
+    huge = np.repeat(np.repeat(small, 8, axis=0), 8, axis=1)
+    (face,) = FaceDetector(model_dir, max_side=512).detect(huge)
+    size = expected.box[2] - expected.box[0]
+    np.testing.assert_allclose(face.box, np.array(expected.box) * 8, atol=0.05 * size * 8)
+
     # Off-centre in a wide canvas, detected at 640 px wide: found where it was pasted.
     canvas = np.full((1200, 1900, 3), 90, np.uint8)
     top, left = 500, 1100
     canvas[top : top + 512, left : left + 512] = small
     (face,) = FaceDetector(model_dir, max_side=640).detect(canvas)
     shifted = np.array(expected.box) + [left, top, left, top]
-    size = expected.box[2] - expected.box[0]
     np.testing.assert_allclose(face.box, shifted, atol=0.1 * size)
     shifted_marks = np.array(expected.landmarks) + [left, top]
     np.testing.assert_allclose(face.landmarks, shifted_marks, atol=0.05 * size)
