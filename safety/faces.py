@@ -11,6 +11,7 @@ Life of one call::
     rgb (HxWx3 uint8) --INTER_AREA--> work image (long side <= max_side)
       -> summed-area table (every later resize is an exact box average read from it)
       -> P-net over a pyramid (scale 12/min_face, x0.709 per level) -> candidates, NMS
+      -> the best max_candidates (300; only textures like gravel raise more)
       -> R-net on 24x24 crops -> refined boxes, NMS
       -> O-net on 48x48 crops -> boxes, landmarks, score, NMS ("Min")
       -> Face(s) in the caller's pixel coordinates, best score first
@@ -40,6 +41,9 @@ EXPORT_VERSION = 1  # bump when safety.mtcnn's export changes, so build() redoes
 
 @dataclass(frozen=True)
 class Face:
+    """One detected face. The box is clipped to the image; landmarks are not (a face cut by
+    the frame can have a mouth corner outside it)."""
+
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the image passed in
     landmarks: tuple[tuple[float, float], ...]  # 5 (x, y): left eye, right eye, nose, mouth l, r
     score: float  # O-net probability
@@ -52,8 +56,10 @@ def build(out_dir: Path) -> None:
     same weight files (a stamp records both), so a changed wheel or exporter rebuilds.
     """
     stamp = out_dir / "faces.build.json"
-    want = {"export_version": EXPORT_VERSION, "weights_sha256": _weights_digest()}
     built = all((out_dir / n).is_file() for n in NET_FILES) and stamp.is_file()
+    if built and importlib.util.find_spec("facenet_pytorch") is None:
+        return  # a deployment without the build dependencies: trust what was built
+    want = {"export_version": EXPORT_VERSION, "weights_sha256": _weights_digest()}
     if built and json.loads(stamp.read_text()) == want:
         return
     from safety.mtcnn import export_onnx  # torch is a build-time dependency only
@@ -361,3 +367,53 @@ def _crops(
     y0, y1 = _pool_bounds(y - 1, ey - y + 1, size)
     x0, x1 = _pool_bounds(x - 1, ex - x + 1, size)
     return boxes, _crop_means(sat, y0, y1, x0, x1)
+
+
+def _main() -> None:
+    """``python -m safety.faces [IMAGE ...]``: faces and ms per image (wall and CPU, median)."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=_main.__doc__)
+    parser.add_argument("images", nargs="*", type=Path, help="default: sample photos, 640/1280")
+    parser.add_argument("--models", type=Path, default=Path("build/models"))
+    parser.add_argument("--max-side", type=int, default=640)
+    parser.add_argument("--min-face", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    build(args.models)
+    detector = FaceDetector(
+        args.models, args.min_face, max_side=args.max_side, threads=args.threads
+    )
+    photos: dict[str, np.ndarray] = {}
+    for path in args.images:
+        photos[path.name] = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    if not photos:
+        import skimage.data  # dev extra
+        from sklearn.datasets import load_sample_image
+
+        base = {"astronaut": skimage.data.astronaut(), "china": load_sample_image("china.jpg")}
+        for name, rgb in base.items():
+            for side in (640, 1280):
+                s = side / max(rgb.shape[:2])
+                size = (round(rgb.shape[1] * s), round(rgb.shape[0] * s))
+                photos[f"{name}@{side}"] = cv2.resize(rgb, size, interpolation=cv2.INTER_CUBIC)
+    for name, rgb in photos.items():
+        faces = detector.detect(rgb)  # warm-up: first runs allocate
+        wall, cpu = [], []
+        for _ in range(args.runs):
+            w0, c0 = time.perf_counter(), time.process_time()
+            detector.detect(rgb)
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+        print(
+            f"{name:16s} {rgb.shape[1]}x{rgb.shape[0]}: {len(faces)} face(s), "
+            f"{np.median(wall) * 1000:.1f} ms wall, {np.median(cpu) * 1000:.1f} ms CPU"
+        )
+        for face in faces:
+            print(f"    score {face.score:.4f} box {tuple(round(v) for v in face.box)}")
+
+
+if __name__ == "__main__":
+    _main()
