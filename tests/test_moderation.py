@@ -6,17 +6,27 @@ whole loop through the real server and the real ``alive-mod`` CLI.
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 import sqlalchemy
+from PIL import Image
 from sqlalchemy.exc import DBAPIError
 
 from alive_service import moderation as mod
+from alive_service.client import AliveClient
+from alive_service.harness import ServerProcess
+from alive_service.rpc import error_info, pb
 from alive_service.store import (
     Conflict,
     NotFound,
@@ -358,3 +368,81 @@ def test_bank_import_adds_new_hashes_once_and_refuses_a_bad_file(store: SqlStore
         mod.bank_remove(store, "mia", entries[0].id)
     assert [e.action for e in reversed(store.events(actor="mia"))] == [
         "bank_import", "bank_remove"]
+
+
+# -- the whole loop: real server, real CLI ---------------------------------------------------
+def _mod_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "alive_service.mod_cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"alive-mod {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done
+
+
+def _refusal(call: Callable[[], object]) -> tuple[grpc.StatusCode, str, str]:
+    with pytest.raises(grpc.RpcError) as failed:
+        call()
+    reason, _, _ = error_info(failed.value)
+    return failed.value.code(), reason, failed.value.details() or ""
+
+
+def _recompressed(photo: bytes) -> bytes:
+    image = Image.open(io.BytesIO(photo))
+    smaller = image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.LANCZOS)
+    buffer = io.BytesIO()
+    smaller.save(buffer, "JPEG", quality=70)
+    return buffer.getvalue()
+
+
+@pytest.mark.integration
+def test_reports_to_takedown_to_restore_through_the_server_and_the_cli(
+    fresh_db: str, tmp_path: Path, model_dir: Path, landscape_jpeg: bytes
+) -> None:
+    data_dir = tmp_path / "data"
+    small = pb.AnimateOptions(long_side=320, duration_s=1)
+    with ServerProcess(data_dir=data_dir, db_url=fresh_db) as server, AliveClient(
+        server.addr, token=server.token("alice")
+    ) as alice:
+        video_id = alice.animate(landscape_jpeg, caption="clouds over the temple",
+                                 options=small).info.video_id
+        original = alice.get_video(video_id)
+
+        # Three users report it at once.
+        def report(user: str, reason: int) -> None:
+            with AliveClient(server.addr, token=server.token(user)) as client:
+                client.report(video_id, reason, details=f"reported by {user}")
+
+        reporters = [threading.Thread(target=report, args=args) for args in
+                     (("u1", pb.IMPERSONATION), ("u2", pb.NUDITY), ("u3", pb.SPAM))]
+        for t in reporters:
+            t.start()
+        for t in reporters:
+            t.join()
+
+        env = dict(os.environ, ALIVE_DATA_DIR=str(data_dir), ALIVE_DB_URL=fresh_db,
+                   ALIVE_MODERATOR="mia")
+        (item,) = json.loads(_mod_cli(env, "queue", "--json").stdout)
+        assert item["video_id"] == video_id and item["reporters"] == 3
+        assert item["reasons"] == {"impersonation": 1, "nudity": 1, "spam": 1}
+
+        sheet = tmp_path / "sheet.png"
+        case = json.loads(_mod_cli(env, "show", video_id, "--json", "--preview",
+                                   str(sheet)).stdout)
+        assert len(case["reports"]) == 3 and case["video"]["owner"] == "alice"
+        assert case["video"]["safety"]["image"]["verdict"] == "allow"
+        assert case["c2pa"]["live"]["state"] == "Trusted"
+        assert case["c2pa"]["live"]["manifest_id"] == case["video"]["manifest_id"]
+        assert Image.open(sheet).size[0] >= 640
+
+        _mod_cli(env, "resolve", video_id, "--action", "takedown", "--note",
+                 "deepfake of a real person")
+        code, reason, message = _refusal(lambda: alice.get_video(video_id))
+        assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN")
+        assert "taken down" in message
+        # The same photo, and a smaller recompressed copy, are refused before generation.
+        for photo in (landscape_jpeg, _recompressed(landscape_jpeg)):
+            code, reason, _ = _refusal(lambda p=photo: alice.animate(p, options=small))
+            assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "POLICY_BLOCKED")
+
+        _mod_cli(env, "restore", video_id, "--note", "appeal upheld: her own photo")
+        assert alice.get_video(video_id) == original
+        assert alice.animate(_recompressed(landscape_jpeg), options=small).info.video_id

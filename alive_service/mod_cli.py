@@ -1,0 +1,490 @@
+"""`alive-mod`: the moderator's console. Works on the database directly, through the store.
+
+Honours ALIVE_DATA_DIR (default ./var) and ALIVE_DB_URL (default SQLite in the data dir),
+migrates the database before use, and records every action under ``--moderator`` (or
+ALIVE_MODERATOR).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alive_service import moderation as mod
+from alive_service.config import Settings
+from alive_service.store import Conflict, NotFound, SqlStore, StoreUnavailable, upgrade
+from alive_service.store.interface import VideoRecord
+
+T = TypeVar("T")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Review reported videos, decide them, and keep the hash banks.")
+bank_app = typer.Typer(no_args_is_help=True, help="Hash banks of PDQ hashes refused at upload.")
+app.add_typer(bank_app, name="bank")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class Env:
+    """What every command needs; the store opens (and migrates) on first use, so that
+    ``--help`` works without a database."""
+
+    def __init__(self, moderator: str | None) -> None:
+        self._moderator = moderator
+        self._store: SqlStore | None = None
+        self.settings = Settings.from_env()
+
+    @property
+    def moderator(self) -> str:
+        name = (self._moderator or "").strip()
+        if not name:
+            err.print("[red]error:[/] say who you are: --moderator NAME or ALIVE_MODERATOR")
+            raise typer.Exit(2)
+        return name
+
+    @property
+    def store(self) -> SqlStore:
+        if self._store is None:
+            _ = self.moderator
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            url = self.settings.database_url
+            _guard(lambda: upgrade(url))
+            self._store = SqlStore(url, self.settings.blob_dir)
+        return self._store
+
+    def trust_anchors(self) -> bytes | None:
+        if self.settings.trust_anchors:
+            return Path(self.settings.trust_anchors).read_bytes()
+        root = self.settings.keys_dir / "c2pa-dev-root.pem"
+        return root.read_bytes() if root.exists() else None
+
+
+def _env(ctx: typer.Context) -> Env:
+    return ctx.obj  # type: ignore[no-any-return]
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run one action; a refusal is a red line and exit code 1, not a traceback."""
+    try:
+        return fn()
+    except (Conflict, NotFound, ValueError) as exc:
+        err.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(1) from None
+    except StoreUnavailable as exc:
+        err.print(f"[red]unavailable:[/] {exc}")
+        raise typer.Exit(3) from None
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        # Ids must stay whole to be copied into the next command.
+        table.add_column(column, no_wrap=column in ("video", "report", "entry", "pdq", "when"))
+    return table
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _when(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    moderator: str = typer.Option(None, "--moderator", "-m", envvar="ALIVE_MODERATOR",
+                                  help="who is acting (required; recorded on every event)"),
+) -> None:
+    ctx.obj = Env(moderator)
+
+
+# -- the queue -------------------------------------------------------------------------------
+@app.command()
+def queue(
+    ctx: typer.Context,
+    reason: str | None = typer.Option(None, help="only videos with a report of this reason: "
+                                      + ", ".join(mod.REASONS)),
+    status: str = typer.Option("unresolved", help=" | ".join(mod.STATUSES)),
+    limit: int = typer.Option(50, help="at most this many videos (0: all)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Reported videos, most urgent first (worst harm, then reporters, then age)."""
+    env = _env(ctx)
+    items = _guard(lambda: mod.queue(env.store, reason=reason, status=status,
+                                     limit=limit or None))
+    if as_json:
+        _print_json([item.to_json() for item in items])
+        return
+    if not items:
+        out.print("The queue is empty.")
+        return
+    table = _table(f"{len(items)} video(s), {status}", "priority", "video", "owner", "status",
+                   "reporters", "reasons", "oldest")
+    for item in items:
+        reasons = ", ".join(f"{r}x{n}" if n > 1 else r for r, n in item.reasons.items())
+        state = f"claimed by {item.claimed_by}" if item.claimed_by else item.status
+        table.add_row(f"{item.priority:.0f}", item.video_id, item.owner, state,
+                      str(item.reporters), reasons, _when(item.oldest_report))
+    out.print(table)
+
+
+# -- one case --------------------------------------------------------------------------------
+def _video_json(video: VideoRecord) -> dict:
+    data = asdict(video)
+    data["duration_s"] = video.duration_s
+    return data
+
+
+def _c2pa_live(env: Env, video: VideoRecord) -> dict:
+    """Re-verify the stored bytes: the record says what was signed, this says what is there."""
+    try:
+        from provenance.verify import verify_mp4
+    except ImportError:
+        return {"error": "provenance.verify is not available"}
+    try:
+        result = verify_mp4(env.store.read_mp4(video), env.trust_anchors(), watermark=False)
+    except Exception as exc:  # noqa: BLE001 - shown to the moderator, never fatal
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"state": result.state, "manifest_id": result.manifest_id, "signer": result.signer,
+            "ai_generated": result.ai_generated, "failures": list(result.failures)}
+
+
+def _top_scores(check: dict, n: int = 3) -> str:
+    scores = sorted(check.get("scores", {}).items(), key=lambda kv: -float(kv[1]))[:n]
+    return ", ".join(f"{k} {float(v):.2f}" for k, v in scores)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    ident: str = typer.Argument(..., metavar="VIDEO_OR_REPORT"),
+    preview: Path | None = typer.Option(None, help="write a contact sheet of frames (PNG)"),
+    verify: bool = typer.Option(True, help="re-verify the stored video's Content Credentials"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """A video's record, every report on it, its safety scores, C2PA summary and history."""
+    env = _env(ctx)
+    case = _guard(lambda: mod.case(env.store, ident))
+    video = case.video
+    live = _c2pa_live(env, video) if verify else None
+    if preview is not None:
+        sheet = contact_sheet(env.store.read_mp4(video), _guard(
+            lambda: env.store.read_photo(video.id)))
+        _write_png(preview, sheet)
+    if as_json:
+        _print_json({
+            "video": _video_json(video), "claimed_by": case.claimed_by,
+            "reports": [asdict(r) for r in case.reports],
+            "events": [asdict(e) for e in case.events],
+            "bank_entries": [asdict(b) for b in case.bank_entries],
+            "owner_active_strikes": len(case.owner_strikes),
+            "c2pa": {"recorded": {"manifest_id": video.manifest_id, "state": video.c2pa_state,
+                                  "signer": video.signer}, "live": live},
+            "preview": str(preview) if preview else None,
+        })
+        return
+
+    out.rule(f"video {video.id}")
+    status = video.status + (f" ({video.status_reason})" if video.status_reason else "")
+    out.print(f"[b]status[/]   {status}" + (f"   claimed by {case.claimed_by}"
+                                              if case.claimed_by else ""))
+    out.print(f"[b]owner[/]    {video.owner}   active strikes: {len(case.owner_strikes)}")
+    out.print(f"[b]created[/]  {_when(video.created_at)}   {video.width}x{video.height} "
+              f"{video.duration_s:.1f}s @{video.fps}fps, {video.size_bytes} bytes, "
+              f"{video.faces} face(s)")
+    out.print(f"[b]caption[/]  {video.caption!r}")
+    out.print(f"[b]model[/]    {video.model_id} {video.model_version}")
+    out.print(f"[b]photo[/]    sha256 {video.photo_sha256[:16]}..  pdq {video.pdq_hex}")
+    out.print(f"[b]C2PA[/]     {video.manifest_id}  recorded {video.c2pa_state}, "
+              f"signer {video.signer or '-'}")
+    if live is not None:
+        if "error" in live:
+            out.print(f"           now: [yellow]{live['error']}[/]")
+        else:
+            colour = {"Trusted": "green", "Valid": "yellow"}.get(live["state"], "red")
+            out.print(f"           now: [{colour}]{live['state']}[/]"
+                      + (f"  failures: {'; '.join(live['failures'])}" if live["failures"] else ""))
+
+    safety = _table("safety at generation", "stage", "verdict", "check", "top scores", "review")
+    for stage in ("caption", "image", "output"):
+        decision = video.safety.get(stage) or {}
+        for check in decision.get("checks", []):
+            safety.add_row(stage, check.get("verdict", ""), check.get("check", ""),
+                           _top_scores(check), ", ".join(check.get("review", [])))
+    out.print(safety)
+
+    reports = _table(f"{len(case.reports)} report(s)", "report", "reporter", "reason", "status",
+                     "filed", "details")
+    for r in case.reports:
+        state = r.status + (f": {r.resolution} by {r.resolved_by}" if r.resolution else "")
+        reports.add_row(r.id, r.reporter, r.reason, state, _when(r.created_at), r.details)
+    out.print(reports)
+    if case.bank_entries:
+        for entry in case.bank_entries:
+            out.print(f"bank {entry.bank}: {entry.id} "
+                      + ("active" if entry.active else f"withdrawn by {entry.removed_by}"))
+    _events_table(case.events, title="history")
+    if preview is not None:
+        out.print(f"contact sheet: {preview}")
+
+
+def _events_table(events: list, title: str) -> None:
+    table = _table(title, "#", "when", "who", "action", "video", "note")
+    for e in events:
+        table.add_row(str(e.id), _when(e.created_at), e.actor, e.action, e.video_id or "-",
+                      e.note)
+    out.print(table)
+
+
+# -- decisions -------------------------------------------------------------------------------
+@app.command()
+def claim(
+    ctx: typer.Context,
+    ident: str = typer.Argument(..., metavar="VIDEO_OR_REPORT"),
+    force: bool = typer.Option(False, help="take over another moderator's claim"),
+) -> None:
+    """Take a video's reports to work on (for 30 minutes)."""
+    env = _env(ctx)
+    video_id = _guard(lambda: mod.video_id_for(env.store, ident))
+    event = _guard(lambda: mod.claim(env.store, env.moderator, video_id, force=force))
+    out.print(f"claimed {video_id} until {event.data['expires_at'][:19]}")
+
+
+@app.command()
+def release(
+    ctx: typer.Context,
+    ident: str = typer.Argument(..., metavar="VIDEO_OR_REPORT"),
+    force: bool = typer.Option(False),
+) -> None:
+    """Give a claim back without deciding."""
+    env = _env(ctx)
+    video_id = _guard(lambda: mod.video_id_for(env.store, ident))
+    _guard(lambda: mod.release(env.store, env.moderator, video_id, force=force))
+    out.print(f"released {video_id}")
+
+
+@app.command()
+def resolve(
+    ctx: typer.Context,
+    ident: str = typer.Argument(..., metavar="VIDEO_OR_REPORT"),
+    action: str = typer.Option(..., help="dismiss | takedown | escalate"),
+    note: str = typer.Option("", help="why (required for takedown and escalate)"),
+    force: bool = typer.Option(False, help="act on a video another moderator has claimed"),
+) -> None:
+    """Decide a video; all its unresolved reports are resolved together."""
+    env = _env(ctx)
+    video_id = _guard(lambda: mod.video_id_for(env.store, ident))
+    event = _guard(lambda: mod.resolve(env.store, env.moderator, video_id, action, note,
+                                       force=force))
+    count = len(event.data.get("reports", []))
+    if action == "takedown":
+        out.print(f"took down {video_id}: {count} report(s) resolved, photo hash added to bank "
+                  f"'{mod.TAKEDOWN_BANK}', strike recorded for {event.data.get('owner')}")
+    else:
+        out.print(f"{action} {video_id}: {count} report(s)")
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    ident: str = typer.Argument(..., metavar="VIDEO_OR_REPORT"),
+    note: str = typer.Option(..., help="why the takedown is reversed"),
+) -> None:
+    """Reverse a takedown: serve the video again, withdraw its bank entry and strike."""
+    env = _env(ctx)
+    video_id = _guard(lambda: mod.video_id_for(env.store, ident))
+    event = _guard(lambda: mod.restore(env.store, env.moderator, video_id, note))
+    out.print(f"restored {video_id}: withdrew {len(event.data['bank_entries'])} bank entr(ies) "
+              f"and {len(event.data['strikes'])} strike(s)")
+
+
+@app.command()
+def note(
+    ctx: typer.Context,
+    ident: str = typer.Argument(..., metavar="VIDEO_OR_REPORT"),
+    text: str = typer.Argument(..., help="the note"),
+) -> None:
+    """Add a note to a video's history."""
+    env = _env(ctx)
+    video_id = _guard(lambda: mod.video_id_for(env.store, ident))
+    event = _guard(lambda: mod.add_note(env.store, env.moderator, video_id, text))
+    out.print(f"noted on {video_id} (event {event.id})")
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    ident: str | None = typer.Argument(None, metavar="[VIDEO_OR_REPORT]"),
+    by: str | None = typer.Option(None, help="only this moderator's actions"),
+    limit: int = typer.Option(50),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Moderation events, newest first (all, or one video's)."""
+    env = _env(ctx)
+    video_id = _guard(lambda: mod.video_id_for(env.store, ident)) if ident else None
+    events = env.store.events(video_id=video_id, actor=by, limit=limit or None)
+    if as_json:
+        _print_json([asdict(e) for e in events])
+    else:
+        _events_table(events, title="history")
+
+
+@app.command()
+def stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Open and resolved reports, median time to resolution, by reason."""
+    env = _env(ctx)
+    result = mod.stats(env.store)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    median = result.median_resolution_s
+    out.print(f"open reports {result.open_reports} on {result.open_videos} video(s) "
+              f"({result.escalated_reports} escalated); resolved {result.resolved_reports}; "
+              f"median time to resolution "
+              + (f"{median / 3600:.1f} h" if median is not None else "-")
+              + f"; videos taken down {result.videos_taken_down}")
+    table = _table("by reason", "reason", "open", "resolved")
+    for reason, counts in result.by_reason.items():
+        table.add_row(reason, str(counts["open"]), str(counts["resolved"]))
+    out.print(table)
+    if result.by_resolution:
+        out.print("resolutions: " + ", ".join(f"{k} {v}" for k, v in
+                                               result.by_resolution.items()))
+
+
+@app.command()
+def strikes(
+    ctx: typer.Context, user: str,
+    include_withdrawn: bool = typer.Option(False, "--all", help="withdrawn ones too"),
+) -> None:
+    """A user's strikes (repeat-offender policy)."""
+    env = _env(ctx)
+    rows = env.store.strikes_for(user, active_only=not include_withdrawn)
+    out.print(f"{user}: {sum(s.active for s in rows)} active strike(s)")
+    for s in rows:
+        out.print(f"  {_when(s.created_at)}  video {s.video_id}  "
+                  + ("active" if s.active else f"withdrawn {_when(s.withdrawn_at)}"))
+
+
+# -- hash banks ------------------------------------------------------------------------------
+@bank_app.command("list")
+def bank_list(
+    ctx: typer.Context,
+    bank: str | None = typer.Option(None, help="one bank (default: all)"),
+    include_removed: bool = typer.Option(False, "--all", help="removed entries too"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Entries of the hash banks."""
+    env = _env(ctx)
+    entries = env.store.bank_entries(bank, active_only=not include_removed)
+    if as_json:
+        _print_json([asdict(e) for e in entries])
+        return
+    table = _table(f"{len(entries)} entr(ies)", "entry", "bank", "pdq", "active", "added", "by",
+                   "note")
+    for e in entries:
+        table.add_row(e.id, e.bank, e.pdq_hex[:16] + "..", "yes" if e.active else "no",
+                      _when(e.created_at), e.added_by or "-", e.note or e.source)
+    out.print(table)
+
+
+@bank_app.command("add")
+def bank_add(
+    ctx: typer.Context,
+    pdq_hex: str = typer.Argument(..., metavar="PDQ_HEX"),
+    bank: str = typer.Option(..., help="bank name"),
+    note: str = typer.Option(""),
+) -> None:
+    """Add one PDQ hash to a bank."""
+    env = _env(ctx)
+    entry = _guard(lambda: mod.bank_add(env.store, env.moderator, bank, pdq_hex, note))
+    out.print(f"added {entry.id} to {bank}")
+
+
+@bank_app.command("remove")
+def bank_remove(
+    ctx: typer.Context,
+    entry_id: str = typer.Argument(..., metavar="ENTRY"),
+    note: str = typer.Option(""),
+) -> None:
+    """Withdraw an entry (kept, marked inactive)."""
+    env = _env(ctx)
+    entry = _guard(lambda: mod.bank_remove(env.store, env.moderator, entry_id, note))
+    out.print(f"removed {entry.id} from {entry.bank}")
+
+
+@bank_app.command("import")
+def bank_import(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                help="PDQ hex hashes, one a line, optional note after it"),
+    bank: str = typer.Option(..., help="bank name"),
+) -> None:
+    """Import a list of PDQ hashes into a bank, all or nothing."""
+    env = _env(ctx)
+    text = file.read_text(encoding="utf-8", errors="replace")
+    result = _guard(lambda: mod.bank_import(env.store, env.moderator, bank, text,
+                                            source=file.name))
+    out.print(f"imported {result.added} hash(es) into {bank}; "
+              f"{result.duplicates} already there")
+
+
+# -- the contact sheet -----------------------------------------------------------------------
+def contact_sheet(mp4: bytes, photo: bytes | None, frames: int = 8, tile: int = 320
+                  ) -> np.ndarray:
+    """The source photo and ``frames`` evenly spaced frames, tiled 3 across (RGB)."""
+    import av
+    import cv2
+    from PIL import Image
+
+    def thumb(rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        scale = tile / max(h, w)
+        return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                          interpolation=cv2.INTER_AREA)
+
+    decoded: list[tuple[float, np.ndarray]] = []
+    with av.open(io.BytesIO(mp4)) as container:
+        for frame in container.decode(video=0):
+            # Thumbnails only: a 72-frame 720p clip would otherwise hold ~200 MB.
+            decoded.append((float(frame.time or 0.0), thumb(frame.to_ndarray(format="rgb24"))))
+    if not decoded:
+        raise ValueError("the video has no frames")
+    picks = sorted({round(i * (len(decoded) - 1) / max(frames - 1, 1)) for i in range(frames)})
+    tiles = [(f"t={decoded[i][0]:.2f}s", decoded[i][1]) for i in picks]
+    if photo:
+        source = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+        tiles.insert(0, ("source photo", thumb(source)))
+    cols = 3
+    rows = -(-len(tiles) // cols)
+    cell_h = max(t.shape[0] for _, t in tiles) + 22
+    sheet = np.full((rows * cell_h, cols * tile, 3), 24, dtype=np.uint8)
+    for n, (label, image) in enumerate(tiles):
+        y, x = (n // cols) * cell_h, (n % cols) * tile
+        sheet[y + 22 : y + 22 + image.shape[0], x : x + image.shape[1]] = image
+        cv2.putText(sheet, label, (x + 6, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    (235, 235, 235), 1, cv2.LINE_AA)
+    return sheet
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path, "PNG")
+
+
+if __name__ == "__main__":
+    app()
