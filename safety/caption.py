@@ -15,7 +15,7 @@ import numpy as np
 
 from safety.decision import CheckResult, judge
 from safety.embed import Embedder
-from safety.normalize import views
+from safety.normalize import clauses, views
 from safety.policy import Policy
 
 RULES_FILE = Path(__file__).parent / "data" / "caption_rules.toml"
@@ -119,7 +119,9 @@ class CaptionChecker:
         if not readings:
             return ()
         rules = rules_result(readings, self.rules, self.policy)
-        probs = self.heads(self.embed(readings)).max(axis=0)
+        # Score whole readings and, for longer captions, each clause of them: worst one counts.
+        pieces = list(dict.fromkeys(readings + [c for r in readings for c in clauses(r)]))
+        probs = self.heads(self.embed(pieces)).max(axis=0)
         semantic = semantic_result(
             {c: float(p) for c, p in zip(self.heads.categories, probs, strict=True)}, self.policy
         )

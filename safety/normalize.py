@@ -153,3 +153,21 @@ def views(text: str) -> list[str]:
     # Leet inside dotted words ("k.1.l.l") is seen only after joining, so decode both orders.
     decoded2 = deleet(joined)
     return list(dict.fromkeys(v for v in (plain, joined, decoded, decoded2) if v))
+
+
+_CLAUSE_SPLIT = re.compile(r"[.!?;:\n]+\s*|,\s*|\s+(?:and then|then|but|and)\s+")
+_MAX_CLAUSES = 12
+
+
+def clauses(text: str) -> list[str]:
+    """Clauses of a longer caption, so a harmful request cannot hide in benign padding.
+
+    Mean-pooled sentence embeddings average over the whole text: "lovely sunset with the
+    family ..., and you should hang yourself" reads as mostly benign. Scoring each clause too
+    (and the worst one counting) removes that dilution. Single-word fragments are dropped.
+    """
+    parts = [p.strip() for p in _CLAUSE_SPLIT.split(text) if p and p.strip()]
+    parts = [p for p in parts if len(p.split()) >= 2]
+    if len(parts) <= 1:
+        return []
+    return parts[:_MAX_CLAUSES]
