@@ -155,13 +155,15 @@ def identity_from_pem(
     key_pem: bytes | None,
     tsa_url: str | None = None,
     callback: Callable[[bytes], bytes] | None = None,
+    now: datetime | None = None,
 ) -> SigningIdentity:
     """Validate a chain (and key) held in memory; see load_identity."""
+    now = now or _now()
     certs = _split_pem(chain_pem)
     leaf = certs[0]
-    check_leaf_profile(leaf)
+    check_leaf_profile(leaf, now)
     for cert in certs[1:]:
-        if cert.not_valid_after_utc <= _now():
+        if cert.not_valid_after_utc <= now:
             raise CertificateError(
                 f"certificate {cert.subject.rfc4514_string()!r} in the signing chain expired "
                 f"on {cert.not_valid_after_utc:%Y-%m-%d}"
@@ -318,9 +320,7 @@ def make_leaf(
             ),
             critical=True,
         )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
             critical=False,
@@ -389,7 +389,9 @@ def ensure_dev_identity(keys_dir: Path, now: datetime | None = None) -> SigningI
             leaf, leaf_key = make_leaf(root, root_key, now)
             _write_private(keys_dir / LEAF_KEY_FILE, _key_pem(leaf_key))
             _write_public(keys_dir / LEAF_FILE, leaf.public_bytes(serialization.Encoding.PEM))
-    return load_identity(keys_dir / LEAF_FILE, keys_dir / LEAF_KEY_FILE)
+    return identity_from_pem(
+        (keys_dir / LEAF_FILE).read_bytes(), (keys_dir / LEAF_KEY_FILE).read_bytes(), now=now
+    )
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -10,9 +10,7 @@ import cv2
 import numpy as np
 
 
-def encode_mp4(
-    frames: np.ndarray, crf: int = 23, fps: int = 24, preset: str = "veryfast"
-) -> bytes:
+def encode_mp4(frames: np.ndarray, crf: int = 23, fps: int = 24, preset: str = "veryfast") -> bytes:
     """(T, H, W, 3) uint8 RGB -> H.264 yuv420p MP4 bytes with the moov atom up front."""
     t, h, w, _ = frames.shape
     # +faststart rewrites the file in a second pass, which needs a real seekable file.

@@ -1,0 +1,286 @@
+"""Content Credentials: signed, labelled AI-made, tamper-evident, traceable when stripped."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import c2pa
+import cv2
+import numpy as np
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from skimage import data
+
+from provenance import watermark as wm
+from provenance.keys import (
+    LEAF_FILE,
+    CertificateError,
+    dev_root_pem,
+    ensure_dev_identity,
+    identity_from_pem,
+    load_identity,
+    make_leaf,
+    make_root,
+)
+from provenance.media import encode_mp4, psnr, reencode, sample_clip
+from provenance.sign import AI_SOURCE_TYPE, GenerationInfo, sign_video
+from provenance.verify import verify_mp4
+
+VIDEO_ID = "0af1c3d5e7f90b2d"
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    _, jpg = cv2.imencode(".jpg", cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR))
+    return jpg.tobytes()
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    # 720p like the service's output: the mark's cells are sized relative to the frame.
+    return sample_clip(data.coffee(), frames=36)
+
+
+@pytest.fixture(scope="module")
+def marked_mp4(clip: np.ndarray) -> bytes:
+    frames = clip.copy()
+    wm.embed(frames, VIDEO_ID)
+    return encode_mp4(frames, crf=23)
+
+
+def _info() -> GenerationInfo:
+    return GenerationInfo(
+        video_id=VIDEO_ID,
+        model_id="alive-motion",
+        model_version="0.1.0",
+        model_sha256="ab" * 32,
+        seed=42,
+        params={"amplitude": 0.6, "loop_frames": 36, "mode": "sway"},
+    )
+
+
+@pytest.fixture(scope="module")
+def signed(keys: Path, marked_mp4: bytes, photo: bytes) -> bytes:
+    return sign_video(marked_mp4, photo, "image/jpeg", _info(), ensure_dev_identity(keys)).mp4
+
+
+def _read(data_: bytes, anchors: bytes, mime: str = "video/mp4") -> tuple[dict, str]:
+    """c2pa's own Reader, used directly: not our verify code path."""
+    ctx = c2pa.Context.from_dict({"trust": {"user_anchors": anchors.decode()}})
+    with c2pa.Reader(mime, io.BytesIO(data_), context=ctx) as reader:
+        return json.loads(reader.json()), reader.get_validation_state()
+
+
+def test_signed_video_is_trusted_by_the_c2pa_reader_and_says_ai_generated(
+    signed: bytes, keys: Path
+) -> None:
+    store, state = _read(signed, dev_root_pem(keys))
+    assert state == "Trusted"
+    manifest = store["manifests"][store["active_manifest"]]
+    assert manifest["claim_generator_info"][0]["name"] == "Alive"
+    assert manifest["claim_generator_info"][0]["version"] == "0.1.0"
+    actions = next(a for a in manifest["assertions"] if a["label"].startswith("c2pa.actions"))
+    created = actions["data"]["actions"][0]
+    assert created["action"] == "c2pa.created"
+    assert created["digitalSourceType"] == AI_SOURCE_TYPE
+    assert created["softwareAgent"] == {"name": "alive-motion", "version": "0.1.0"}
+    [ingredient] = manifest["ingredients"]
+    assert ingredient["relationship"] == "inputTo"
+    assert created["parameters"]["ingredients"][0]["url"].endswith(ingredient["label"])
+    generation = next(a for a in manifest["assertions"] if a["label"] == "com.alive.generation")
+    assert generation["data"]["seed"] == 42
+    assert generation["data"]["model"]["sha256"] == "ab" * 32
+    text = json.dumps(manifest)
+    assert "user" not in text and "caption" not in text
+
+
+def test_verify_reports_trust_signer_parameters_and_the_watermark(
+    signed: bytes, keys: Path
+) -> None:
+    v = verify_mp4(signed, dev_root_pem(keys))
+    assert v.manifest_present and v.state == "Trusted" and v.ai_generated
+    assert v.claim_generator == "Alive/0.1.0"
+    assert v.signer and "Alive Dev C2PA Signer" in v.signer
+    assert v.manifest_id and v.manifest_id.startswith("urn:c2pa:")
+    assert v.params["seed"] == 42 and v.failures == ()
+    assert v.soft_binding_video_id == VIDEO_ID == v.watermark_video_id
+    # Without our root the signature still checks out but nobody vouches for the signer.
+    assert verify_mp4(signed, None, watermark=False).state == "Valid"
+
+
+def test_flipping_one_byte_of_the_video_data_is_reported_as_tampering(
+    signed: bytes, keys: Path
+) -> None:
+    tampered = bytearray(signed)
+    tampered[tampered.find(b"mdat") + 2000] ^= 0x55
+    v = verify_mp4(bytes(tampered), dev_root_pem(keys), watermark=False)
+    assert v.state == "Invalid"
+    assert any(f.startswith("assertion.bmffHash.mismatch") for f in v.failures)
+
+
+def test_a_photo_with_its_own_credentials_keeps_them_as_the_ingredient_manifest(
+    keys: Path, marked_mp4: bytes, photo: bytes
+) -> None:
+    identity = ensure_dev_identity(keys)
+    camera = c2pa.Builder(
+        {
+            "claim_generator_info": [{"name": "SomeCamera", "version": "1.0"}],
+            "assertions": [
+                {
+                    "label": "c2pa.actions.v2",
+                    "data": {
+                        "actions": [
+                            {
+                                "action": "c2pa.created",
+                                "digitalSourceType": "http://cv.iptc.org/newscodes/"
+                                "digitalsourcetype/digitalCapture",
+                            }
+                        ]
+                    },
+                }
+            ],
+        }
+    )
+    signer = c2pa.Signer.from_info(
+        c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem, identity.key_pem, None)
+    )
+    out = io.BytesIO()
+    camera.sign(signer, "image/jpeg", io.BytesIO(photo), out)
+    photo_manifest = _read(out.getvalue(), dev_root_pem(keys), "image/jpeg")[0]["active_manifest"]
+
+    video = sign_video(marked_mp4, out.getvalue(), "image/jpeg", _info(), identity)
+    store, state = _read(video.mp4, dev_root_pem(keys))
+    assert state == "Trusted"
+    assert photo_manifest in store["manifests"]
+    [ingredient] = store["manifests"][video.manifest_id]["ingredients"]
+    assert ingredient["active_manifest"] == photo_manifest
+    assert verify_mp4(video.mp4, dev_root_pem(keys), watermark=False).ingredient_manifest_ids == (
+        photo_manifest,
+    )
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key(key: object) -> bytes:
+    return key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "lifetime", "message"),
+    [
+        ({"eku": (ExtendedKeyUsageOID.SERVER_AUTH,)}, timedelta(days=30), "emailProtection"),
+        ({"eku": ()}, timedelta(days=30), "ExtendedKeyUsage"),
+        ({"digital_signature": False}, timedelta(days=30), "digitalSignature"),
+        ({}, timedelta(days=-1), "expired"),
+    ],
+)
+def test_certificates_c2pa_would_reject_stop_start_up(
+    kwargs: dict, lifetime: timedelta, message: str
+) -> None:
+    now = datetime.now(UTC)
+    root, root_key = make_root(now - timedelta(days=60))
+    leaf, leaf_key = make_leaf(
+        root, root_key, now - timedelta(days=10), lifetime + timedelta(days=10), **kwargs
+    )
+    with pytest.raises(CertificateError, match=message):
+        identity_from_pem(_pem(leaf), _key(leaf_key))
+
+
+def test_production_chain_and_key_load_from_files_and_the_root_is_not_embedded(
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    root, root_key = make_root(now)
+    leaf, leaf_key = make_leaf(root, root_key, now)
+    (tmp_path / "chain.pem").write_bytes(_pem(leaf) + _pem(root))
+    (tmp_path / "key.pem").write_bytes(_key(leaf_key))
+    identity = load_identity(tmp_path / "chain.pem", tmp_path / "key.pem")
+    assert identity.alg == "es256"
+    assert x509.load_pem_x509_certificates(identity.chain_pem) == [leaf]
+    _, other_key = make_leaf(root, root_key, now)
+    (tmp_path / "other.pem").write_bytes(_key(other_key))
+    with pytest.raises(CertificateError, match="does not match"):
+        load_identity(tmp_path / "chain.pem", tmp_path / "other.pem")
+
+
+def test_a_kms_style_signing_callback_produces_a_trusted_manifest(
+    keys: Path, marked_mp4: bytes, photo: bytes
+) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    dev = ensure_dev_identity(keys)
+    private = serialization.load_pem_private_key(dev.key_pem or b"", None)
+
+    def kms_sign(payload: bytes) -> bytes:
+        return private.sign(payload, ec.ECDSA(hashes.SHA256()))  # type: ignore[union-attr,call-arg]
+
+    identity = load_identity(keys / LEAF_FILE, None, callback=kms_sign)
+    video = sign_video(marked_mp4, photo, "image/jpeg", _info(), identity)
+    assert verify_mp4(video.mp4, dev_root_pem(keys), watermark=False).state == "Trusted"
+
+
+def test_dev_keys_are_private_and_the_leaf_renews_before_it_expires(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    first = ensure_dev_identity(keys)
+    assert stat.S_IMODE(os.stat(keys / "c2pa-dev-leaf.key").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(keys / "c2pa-dev-root.key").st_mode) == 0o600
+    assert ensure_dev_identity(keys).chain_pem == first.chain_pem  # fresh: reused
+    root = dev_root_pem(keys)
+    # 70 days later the 90-day leaf has 20 days left: a new leaf under the same root.
+    later = ensure_dev_identity(keys, now=datetime.now(UTC) + timedelta(days=70))
+    assert later.chain_pem != first.chain_pem
+    assert dev_root_pem(keys) == root
+    assert later.not_after > first.not_after
+
+
+def test_watermark_is_invisible_and_survives_reencoding_and_downscaling(
+    clip: np.ndarray, marked_mp4: bytes
+) -> None:
+    frames = clip.copy()
+    wm.embed(frames, VIDEO_ID)
+    assert psnr(clip, frames) >= 40.0
+    assert wm.extract_video_id(frames)[0] == VIDEO_ID
+    assert wm.extract_video_id(marked_mp4)[0] == VIDEO_ID
+    for crf, scale in ((28, 1.0), (23, 0.5), (28, 0.5)):
+        found, confidence = wm.extract_video_id(reencode(marked_mp4, crf, scale))
+        assert found == VIDEO_ID, (crf, scale, confidence)
+
+
+def test_unmarked_video_yields_no_id(clip: np.ndarray) -> None:
+    found, confidence = wm.extract_video_id(encode_mp4(clip, crf=23))
+    assert found is None and confidence < 0.5
+
+
+def test_stripped_copy_has_no_manifest_but_the_watermark_names_the_video(
+    signed: bytes, keys: Path
+) -> None:
+    stripped = reencode(signed, 26)
+    v = verify_mp4(stripped, dev_root_pem(keys))
+    assert not v.manifest_present and v.state == "Absent"
+    assert v.watermark_video_id == VIDEO_ID and v.watermark_confidence > 0.5
+
+
+def test_watermark_at_720p_survives_crf28(marked_mp4: bytes) -> None:
+    frames = sample_clip(data.astronaut(), frames=72)
+    original = frames.copy()
+    wm.embed(frames, "ffee0011aabb2233")
+    assert psnr(original, frames) >= 40.0
+    found, _ = wm.extract_video_id(encode_mp4(frames, crf=28, preset="ultrafast"))
+    assert found == "ffee0011aabb2233"
