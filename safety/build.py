@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from safety.caption import HEADS_FILE, CaptionHeads
-from safety.dataset import TRAIN_FILE, load_captions
+from safety.dataset import TRAIN_FILE, training_captions
 from safety.policy import CAPTION_CATEGORIES
 
 # Inverse L2 strength of each logistic head. Embeddings are unit vectors, so weights must be
@@ -68,7 +68,7 @@ def build(out_dir: Path) -> None:
     start = time.perf_counter()
     install_model(out_dir)
     export_minilm(out_dir)
-    rows = load_captions(TRAIN_FILE)
+    rows = training_captions()
     embeddings = Embedder(out_dir)([r.text for r in rows])
     labels = [r.label for r in rows]
     heads = train_heads(embeddings, labels)

@@ -100,6 +100,9 @@ def hash(photo: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None
 @app.command(name="eval")
 def eval_(
     details: bool = typer.Option(False, help="Also list the misses and false blocks."),
+    split: Path | None = typer.Option(
+        None, help="A JSONL file of {text, label} rows instead of the held-out split."
+    ),
 ) -> None:
     """Precision and recall per category on the held-out caption split."""
     from safety.caption import CaptionChecker
@@ -110,7 +113,8 @@ def eval_(
 
     policy = load_policy(_policy_path())
     checker = CaptionChecker(_model_dir(), policy)
-    report = evaluate(load_captions(EVAL_FILE), lambda t: decide(checker.check(t), policy))
+    rows = load_captions(split or EVAL_FILE)
+    report = evaluate(rows, lambda t: decide(checker.check(t), policy))
     payload = report.to_json()
     if not details:
         payload.pop("misses")

@@ -13,6 +13,11 @@ from pathlib import Path
 DATA_DIR = Path(__file__).parent / "data" / "captions"
 TRAIN_FILE = DATA_DIR / "train.jsonl"
 EVAL_FILE = DATA_DIR / "eval.jsonl"
+ENTITIES_FILE = DATA_DIR / "neutral_entities.txt"
+TEMPLATES_FILE = DATA_DIR / "neutral_templates.txt"
+# Templates per entity: enough to break the word -> harm shortcut without drowning the
+# hand-written captions.
+_TEMPLATES_PER_ENTITY = 4
 
 
 @dataclass(frozen=True)
@@ -28,3 +33,30 @@ def load_captions(path: Path) -> list[LabelledCaption]:
             raw = json.loads(line)
             rows.append(LabelledCaption(raw["text"], raw["label"]))
     return rows
+
+
+def _lines(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def neutral_captions() -> list[LabelledCaption]:
+    """Benign captions naming the people and things harmful captions also name.
+
+    Deterministic: entity i takes templates i, i+1, ... (cyclically), so every build trains on
+    the same rows and every template is used.
+    """
+    entities, templates = _lines(ENTITIES_FILE), _lines(TEMPLATES_FILE)
+    rows = []
+    for i, entity in enumerate(entities):
+        for j in range(_TEMPLATES_PER_ENTITY):
+            template = templates[(i + j) % len(templates)]
+            rows.append(LabelledCaption(template.format(e=entity), "benign"))
+    return rows
+
+
+def training_captions() -> list[LabelledCaption]:
+    """The train split plus the neutral augmentation (never the held-out split)."""
+    rows = load_captions(TRAIN_FILE)
+    seen = {r.text for r in rows}
+    return rows + [r for r in neutral_captions() if r.text not in seen]
