@@ -45,7 +45,8 @@ class Face:
     the frame can have a mouth corner outside it)."""
 
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the image passed in
-    landmarks: tuple[tuple[float, float], ...]  # 5 (x, y): left eye, right eye, nose, mouth l, r
+    # 5 (x, y): left eye, right eye, nose, mouth left, mouth right; "left" = image left
+    landmarks: tuple[tuple[float, float], ...]
     score: float  # O-net probability
 
 
@@ -409,7 +410,8 @@ def _main() -> None:
             cpu.append(time.process_time() - c0)
         print(
             f"{name:16s} {rgb.shape[1]}x{rgb.shape[0]}: {len(faces)} face(s), "
-            f"{np.median(wall) * 1000:.1f} ms wall, {np.median(cpu) * 1000:.1f} ms CPU"
+            f"wall median {np.median(wall) * 1000:.1f} ms (min {min(wall) * 1000:.1f}), "
+            f"CPU median {np.median(cpu) * 1000:.1f} ms (min {min(cpu) * 1000:.1f})"
         )
         for face in faces:
             print(f"    score {face.score:.4f} box {tuple(round(v) for v in face.box)}")

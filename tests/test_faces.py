@@ -14,7 +14,7 @@ from matplotlib import cbook
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
-from safety.faces import NET_FILES, FaceDetector, build
+from safety.faces import NET_FILES, THRESHOLDS, FaceDetector, build
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +37,19 @@ def grace_hopper() -> np.ndarray:
         return np.asarray(Image.open(f).convert("RGB"))
 
 
-PORTRAITS = {"grace_hopper": grace_hopper, "astronaut": skimage.data.astronaut}
+# Each portrait with the tip of the nose, marked by eye on the photo (x, y pixels).
+PORTRAITS = {
+    "grace_hopper": (grace_hopper, (268, 238)),
+    "astronaut": (skimage.data.astronaut, (225, 128)),
+}
 
 
 @pytest.mark.parametrize("name", sorted(PORTRAITS))
 def test_grace_hopper_face_is_found_with_eyes_above_mouth(
     detector: FaceDetector, name: str
 ) -> None:
-    rgb = PORTRAITS[name]()
+    load, nose_tip = PORTRAITS[name]
+    rgb = load()
     h, w = rgb.shape[:2]
     faces = detector.detect(rgb)
 
@@ -60,6 +65,7 @@ def test_grace_hopper_face_is_found_with_eyes_above_mouth(
     left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
     assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
     assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+    assert np.hypot(nose[0] - nose_tip[0], nose[1] - nose_tip[1]) < 0.1 * (x1 - x0)
 
 
 @pytest.mark.parametrize("name", ["china.jpg", "flower.jpg"])
@@ -182,11 +188,18 @@ def test_torch_reference_onnx_cascade_reproduces_facenet_boxes(detector: FaceDet
     grace = cv2.resize(grace_hopper(), (512, 600), interpolation=cv2.INTER_AREA)
     astro = np.pad(skimage.data.astronaut(), ((0, 88), (0, 0), (0, 0)))
     images = [grace_hopper(), load_sample_image("china.jpg"), np.concatenate([grace, astro], 1)]
-    for rgb in images:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # facenet's per-crop loop gains nothing from threads on 2 cores
+    try:
         with torch.no_grad():
-            ref_boxes, ref_points = detect_face(
-                rgb, 20, nets["pnet"], nets["rnet"], nets["onet"], [0.6, 0.7, 0.7], 0.709, "cpu"
-            )
+            p_net, r_net, o_net = nets["pnet"], nets["rnet"], nets["onet"]
+            refs = [
+                detect_face(rgb, 20, p_net, r_net, o_net, THRESHOLDS, 0.709, "cpu")
+                for rgb in images
+            ]
+    finally:
+        torch.set_num_threads(threads)
+    for rgb, (ref_boxes, ref_points) in zip(images, refs, strict=True):
         ref_boxes, ref_points = np.asarray(ref_boxes[0], float), np.asarray(ref_points[0], float)
         boxes, points = detector.cascade(rgb)
         assert boxes.shape == ref_boxes.reshape(-1, 5).shape
