@@ -1,0 +1,100 @@
+"""The motion model's public types and interfaces.
+
+Life cycle of one request::
+
+    photo (HxWx3 uint8, any size) + faces + caption + MotionOptions
+      |  resize to the output size (long side, even W and H)        -> frame 0, exactly
+      |  regions.find_regions: sky / water masks (classical vision)  -> Regions
+      |  steering.steer(caption) x options                            -> effective strengths
+      v
+    motion_fields.onnx (the ONNX model: THE single source of the motion)
+      regions at field resolution (1/4), face landmarks, params, times
+      -> basis [K, 2, h, w] + coef_a, coef_b [T, K] (flow_p[t] = coef_p[t] . basis: backward
+         offsets in field cells), mix [T]
+      v
+    RenderJob (photo, filled source, alpha, bbox, basis, coefficients, mix)
+      -> Renderer: Cv2Renderer (CPU: upsample + fixed-point cv2.remap, bbox only) or
+                   OnnxRenderer (GPU: motion_render.onnx, GridSample); both draw the same frames
+      v
+    Clip: frames (T, H, W, 3) uint8, fps, model id/version/sha256, effective params
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class FaceLike(Protocol):
+    """What the motion model reads from a face (``safety.faces.Face`` satisfies it)."""
+
+    @property
+    def box(self) -> tuple[float, float, float, float]: ...  # x0, y0, x1, y1
+
+    @property
+    def landmarks(self) -> Sequence[tuple[float, float]]: ...  # eyes l/r, nose, mouth l/r
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    duration_s: float = 3.0
+    fps: int = 24
+    long_side: int = 1280
+    seed: int = 0
+    sky: float = 1.0  # strength multipliers: 0 = off, 1 = default, up to 2
+    water: float = 1.0
+    face: float = 1.0
+    camera: float = 1.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB, C-contiguous; frames[0] == resized photo
+    fps: int
+    model_id: str
+    model_version: str
+    model_sha256: str  # of the ONNX file(s) used
+    params: dict[str, float | int | str] = field(default_factory=dict)
+
+
+Progress = Callable[[int, int], None]
+
+
+class MotionModel(Protocol):
+    """Photo -> looping clip. See the module docstring for the life cycle."""
+
+    def animate(
+        self,
+        rgb: np.ndarray,
+        faces: Sequence[FaceLike],
+        caption: str,
+        options: MotionOptions,
+        progress: Progress | None = None,
+    ) -> Clip: ...
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """Everything a renderer needs; produced once per request by the motion model."""
+
+    photo: np.ndarray  # (H, W, 3) uint8, the resized photo = frame 0
+    source: np.ndarray  # (H, W, 3) uint8, photo with still objects filled near moving areas
+    alpha: np.ndarray  # (H, W) float32 0..1, where the warped source shows
+    bbox: tuple[int, int, int, int]  # y0, y1, x0, x1: alpha is zero outside
+    drift_bbox: tuple[int, int, int, int]  # inside bbox; flow_a == flow_b outside it
+    basis: np.ndarray  # (K, 2, h, w) float32 fields, backward offsets in field cells
+    coef_a: np.ndarray  # (T, K) float32: flow_a[t] = sum_k coef_a[t, k] * basis[k]
+    coef_b: np.ndarray  # (T, K) float32: the same for phase B
+    mix: np.ndarray  # (T,) float32, weight of phase B
+    two_phase: bool  # False when the phases agree (no drift): one warp per frame suffices
+
+
+class Renderer(Protocol):
+    """Draws a RenderJob into a preallocated (T, H, W, 3) uint8 array, frame by frame."""
+
+    name: str
+
+    def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None) -> None: ...

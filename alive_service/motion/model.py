@@ -1,0 +1,323 @@
+"""The motion model served with onnxruntime: ``load_motion_model(model_dir).animate(...)``.
+
+See interface.py for the life cycle. This module turns a request into the ONNX model's inputs
+(regions at field resolution, face landmarks, seeded parameters), runs it, prepares the
+RenderJob (alpha that follows object outlines, filled source) and hands it to a renderer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from alive_service.motion.interface import (
+    Clip,
+    FaceLike,
+    MotionOptions,
+    Progress,
+    Renderer,
+    RenderJob,
+)
+from alive_service.motion.layout import FACE_COLS, PARAM_INDEX, PARAM_NAMES
+from alive_service.motion.regions import find_regions, pull_push_fill, refine_alpha
+from alive_service.motion.render import Cv2Renderer, OnnxRenderer, cuda_available, ort_providers
+from alive_service.motion.steering import steer
+from alive_service.motion.version import (
+    CELL,
+    FIELDS_FILE,
+    MANIFEST_FILE,
+    MODEL_ID,
+    MODEL_VERSION,
+    RENDER_FILE,
+)
+
+log = logging.getLogger(__name__)
+
+# Default magnitudes, as fractions of the output's long side (px = fraction * long side).
+SKY_SPEED = 0.008  # drift per second
+SKY_MAX = 0.04  # cap on the drift over one loop (the crossfade shows both ends)
+WATER_AMP = 0.0032  # ripple amplitude nearest the viewer
+CAMERA_ZOOM = 0.025
+CAMERA_PAN = 0.004
+CROSSFADE = 0.5  # fraction of the loop over which the two sky phases crossfade
+MIN_REGION = 0.015  # below this fraction of the frame a region is ignored
+MIN_EYE_PX = 6.0  # faces smaller than this (eye distance, output pixels) are left alone
+
+
+def output_size(h: int, w: int, long_side: int) -> tuple[int, int]:
+    """(H, W) with the photo's aspect ratio, the given long side, both even (yuv420p)."""
+    s = long_side / max(h, w)
+    return max(2, 2 * round(h * s / 2)), max(2, 2 * round(w * s / 2))
+
+
+def resize_photo(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    """The photo at the output size: this is frame 0 of the clip, exactly."""
+    h_in, w_in = rgb.shape[:2]
+    h, w = output_size(h_in, w_in, long_side)
+    interp = cv2.INTER_AREA if h < h_in else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(rgb, (w, h), interpolation=interp))
+
+
+def _check_options(o: MotionOptions) -> None:
+    if not 0.25 <= o.duration_s <= 20.0:
+        raise ValueError("duration_s must be in 0.25..20")
+    if not 1 <= o.fps <= 60:
+        raise ValueError("fps must be in 1..60")
+    if not 64 <= o.long_side <= 4096:
+        raise ValueError("long_side must be in 64..4096")
+    for name in ("sky", "water", "face", "camera"):
+        v = getattr(o, name)
+        if not (math.isfinite(v) and 0.0 <= v <= 2.0):
+            raise ValueError(f"{name} must be in 0..2")
+
+
+class OnnxMotionModel:
+    def __init__(self, model_dir: Path, renderer: Renderer, threads: int = 2) -> None:
+        import onnxruntime as ort
+
+        model_dir = Path(model_dir)
+        manifest = json.loads((model_dir / MANIFEST_FILE).read_text())
+        if manifest.get("model_version") != MODEL_VERSION:
+            raise RuntimeError(f"{model_dir} holds motion {manifest.get('model_version')}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self._fields = ort.InferenceSession(
+            str(model_dir / FIELDS_FILE), opts, providers=ort_providers()
+        )
+        log.info("motion fields serve on %s", self._fields.get_providers()[0])
+        self._files = manifest["files"]
+        self.renderer = renderer
+        self.sha256 = self._files[FIELDS_FILE]
+        if renderer.name == "onnx":  # both graphs make the frames
+            self.sha256 = f"{self._files[FIELDS_FILE]}+{self._files[RENDER_FILE]}"
+
+    def animate(
+        self,
+        rgb: np.ndarray,
+        faces: Sequence[FaceLike],
+        caption: str,
+        options: MotionOptions,
+        progress: Progress | None = None,
+    ) -> Clip:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError("rgb must be HxWx3 uint8")
+        _check_options(options)
+        h_in, w_in = rgb.shape[:2]
+        photo = resize_photo(rgb, options.long_side)
+        h, w = photo.shape[:2]
+        n_frames = max(2, round(options.duration_s * options.fps))
+        long_side = max(h, w)
+        steering = steer(caption or "")
+        sky_s = options.sky * steering.sky
+        water_s = options.water * steering.water
+        face_s = options.face * steering.face
+
+        regions = find_regions(photo, steering.hint_sky, steering.hint_water)
+        use_sky = sky_s > 0 and regions.sky_fraction >= MIN_REGION
+        use_water = water_s > 0 and regions.water_fraction >= MIN_REGION
+        face_rows = self._faces(faces, w_in / w, face_s) if face_s > 0 else []
+        # The camera moves only when nothing animatable was found (not when it was switched off).
+        found = (
+            regions.sky_fraction >= MIN_REGION
+            or regions.water_fraction >= MIN_REGION
+            or bool(self._faces(faces, w_in / w, 1.0))
+        )
+        camera_s = 0.0 if found else options.camera
+
+        hc, wc = -(-h // CELL), -(-w // CELL)
+        alpha_sky = refine_alpha(regions.sky, photo) if use_sky else None
+        alpha_water = refine_alpha(regions.water, photo) if use_water else None
+        support = np.zeros((2, hc, wc), np.float32)
+        for i, a in enumerate((alpha_sky, alpha_water)):
+            if a is not None:
+                support[i] = _field_support(a, hc, wc)
+
+        rng = np.random.default_rng(options.seed)
+        duration = n_frames / options.fps
+        sky_px = min(SKY_SPEED * duration, SKY_MAX) * long_side * sky_s if use_sky else 0.0
+        direction = rng.choice([-1.0, 1.0])
+        tilt = rng.uniform(-0.12, 0.12)
+        water_theta = rng.uniform(-0.35, 0.35)
+        water_phase = rng.uniform(0.0, 2.0 * math.pi)
+        water_cycles = float(max(1, round(duration * 0.7)))
+        blink_at = rng.uniform(0.35, 0.6)
+        camera_angle = rng.uniform(0.0, 2.0 * math.pi)
+        values = {
+            "sky_px": sky_px / CELL,
+            "sky_dx": direction * math.cos(tilt),
+            "sky_dy": math.sin(tilt),
+            "water_px": WATER_AMP * long_side * water_s / CELL if use_water else 0.0,
+            "water_horizon": regions.water_top,
+            "water_theta": water_theta,
+            "water_phase": water_phase,
+            "water_cycles": water_cycles,
+            "face_amount": face_s if face_rows else 0.0,
+            "face_blink": 1.0 if face_rows else 0.0,
+            "camera_px": CAMERA_PAN * long_side * camera_s / CELL,
+            "camera_zoom": CAMERA_ZOOM * camera_s,
+            "camera_angle": camera_angle,
+            "blink_at": blink_at,
+            "crossfade": CROSSFADE,
+        }
+        params = np.zeros(len(PARAM_NAMES), np.float32)
+        for name, v in values.items():
+            params[PARAM_INDEX[name]] = v
+        face_arr = np.array(face_rows, np.float32).reshape(-1, FACE_COLS)
+        if face_arr.shape[0] == 0:  # one inert row keeps every shape non-empty
+            face_arr = np.zeros((1, FACE_COLS), np.float32)
+            face_arr[0, :10] = -1e4
+            face_arr[0, 10] = 1.0
+        face_arr[:, :10] /= CELL
+        face_arr[:, 10] /= CELL
+        times = (np.arange(n_frames, dtype=np.float32) / n_frames).astype(np.float32)
+        basis, coef_a, coef_b, mix = self._fields.run(
+            None, {"regions": support, "faces": face_arr, "params": params, "times": times}
+        )
+
+        job = self._job(
+            photo,
+            alpha_sky,
+            alpha_water,
+            face_rows,
+            camera_s > 0,
+            support,
+            (basis, coef_a, coef_b, mix),
+            use_sky,
+        )
+        frames = np.empty((n_frames, h, w, 3), np.uint8)
+        self.renderer.render(job, frames, progress)
+        effective: dict[str, float | int | str] = {
+            "width": w,
+            "height": h,
+            "frames": n_frames,
+            "fps": options.fps,
+            "seed": options.seed,
+            "sky_strength": round(sky_s if use_sky else 0.0, 4),
+            "water_strength": round(water_s if use_water else 0.0, 4),
+            "face_strength": round(face_s if face_rows else 0.0, 4),
+            "camera_strength": round(camera_s, 4),
+            "caption_sky": round(steering.sky, 4),
+            "caption_water": round(steering.water, 4),
+            "caption_face": round(steering.face, 4),
+            "sky_fraction": round(regions.sky_fraction, 4),
+            "water_fraction": round(regions.water_fraction, 4),
+            "faces_animated": len(face_rows),
+            "renderer": self.renderer.name,
+        }
+        for name, v in values.items():
+            effective[f"p_{name}"] = round(float(v), 5)
+        return Clip(frames, options.fps, MODEL_ID, MODEL_VERSION, self.sha256, effective)
+
+    @staticmethod
+    def _faces(faces: Sequence[FaceLike], scale_in: float, strength: float) -> list[list[float]]:
+        rows = []
+        for face in faces:
+            pts = np.asarray(face.landmarks, np.float32).reshape(-1, 2)
+            if pts.shape[0] != 5 or not np.isfinite(pts).all():
+                continue
+            pts = pts / scale_in  # photo pixels -> output pixels
+            eye_d = float(np.linalg.norm(pts[1] - pts[0]))
+            if eye_d < MIN_EYE_PX:
+                continue
+            rows.append([*pts.reshape(-1).tolist(), eye_d, 1.0])
+        return rows
+
+    @staticmethod
+    def _job(
+        photo, alpha_sky, alpha_water, face_rows, camera, support, motion, use_sky
+    ) -> RenderJob:
+        h, w = photo.shape[:2]
+        if camera:
+            alpha = np.ones((h, w), np.float32)
+            box = (0, h, 0, w)
+            return RenderJob(photo, photo, alpha, box, box, *motion, False)
+        alpha = np.zeros((h, w), np.float32)
+        for a in (alpha_sky, alpha_water):
+            if a is not None:
+                np.maximum(alpha, a, out=alpha)
+        if face_rows:
+            np.maximum(alpha, _face_envelope(face_rows, h, w), out=alpha)
+        if not alpha.any():
+            empty = (0, 0, 0, 0)
+            return RenderJob(photo, photo, alpha, empty, empty, *motion, False)
+        known = alpha > 0
+        box = _bbox(known)
+        source = pull_push_fill(photo, known)
+        drift_box = box
+        if use_sky:
+            cells = support[0] > 1e-4
+            y0, y1, x0, x1 = _bbox(cells)
+            # A cell's flow reaches half a cell beyond it after the upsample; pad by one cell.
+            drift_box = (
+                max(box[0], (y0 - 1) * CELL),
+                min(box[1], (y1 + 1) * CELL),
+                max(box[2], (x0 - 1) * CELL),
+                min(box[3], (x1 + 1) * CELL),
+            )
+        return RenderJob(photo, source, alpha, box, drift_box, *motion, use_sky)
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows = np.nonzero(mask.any(axis=1))[0]
+    cols = np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return (0, 0, 0, 0)
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _field_support(alpha: np.ndarray, hc: int, wc: int) -> np.ndarray:
+    """Where a region's motion acts, at field resolution: the region grown by two cells.
+
+    The motion does not need to stop at object edges (the alpha and the filled source keep
+    objects crisp); growing it keeps the sky next to a tower moving at full speed instead of
+    leaving a static halo, and the blur keeps the field smooth so nothing inside tears.
+    """
+    h, w = alpha.shape
+    padded = np.zeros((hc * CELL, wc * CELL), np.float32)
+    padded[:h, :w] = alpha
+    cells = cv2.resize(padded, (wc, hc), interpolation=cv2.INTER_AREA)
+    grown = cv2.dilate((cells > 0.02).astype(np.float32), np.ones((5, 5), np.uint8))
+    return cv2.GaussianBlur(grown, (0, 0), 1.0)
+
+
+def _face_envelope(face_rows: list[list[float]], h: int, w: int) -> np.ndarray:
+    """1 over each face's smile area (the smile field is ~0 at its rim), feathered to 0."""
+    env = np.zeros((h, w), np.float32)
+    for row in face_rows:
+        pts = np.array(row[:10], np.float32).reshape(5, 2)
+        eye_d = row[10]
+        centre = 0.5 * (0.5 * (pts[0] + pts[1]) + 0.5 * (pts[3] + pts[4]))
+        up = 0.5 * (pts[0] + pts[1]) - 0.5 * (pts[3] + pts[4])
+        angle = math.degrees(math.atan2(up[1], up[0])) + 90.0
+        axes = (int(1.7 * eye_d), int(1.9 * eye_d))
+        cv2.ellipse(env, (int(centre[0]), int(centre[1])), axes, angle, 0, 360, 1.0, -1)
+    k = max(3, int(0.2 * max(r[10] for r in face_rows))) | 1
+    return cv2.GaussianBlur(env, (k, k), 0)
+
+
+def load_motion_model(
+    model_dir: Path, renderer: Literal["auto", "cv2", "onnx"] = "auto", threads: int = 2
+) -> OnnxMotionModel:
+    """The motion model from ``model_dir`` (built by ``export.build``).
+
+    ``auto``: the ONNX GridSample renderer when CUDA serves onnxruntime, else OpenCV.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / MANIFEST_FILE).is_file():
+        raise FileNotFoundError(f"{model_dir / MANIFEST_FILE} missing: run `make models`")
+    cv2.setNumThreads(threads)
+    if renderer == "auto":
+        renderer = "onnx" if cuda_available() else "cv2"
+    chosen: Renderer = (
+        OnnxRenderer(model_dir / RENDER_FILE, threads) if renderer == "onnx" else Cv2Renderer()
+    )
+    log.info("motion renderer: %s", chosen.name)
+    return OnnxMotionModel(model_dir, chosen, threads)

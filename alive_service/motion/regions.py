@@ -1,0 +1,244 @@
+"""Where things may move: sky and water masks from classical vision, refined to object outlines.
+
+Life of the masks::
+
+    photo --INTER_AREA--> analysis image (long side ANALYSIS_SIDE)
+      -> Lab colour, gradient texture, structure-tensor orientation
+      -> sky: smooth, sky-coloured pixels connected to the top edge, grown by colour similarity
+      -> water: wide, smooth-or-horizontally-rippled, cool or sky-reflecting area below the sky
+      -> coarse masks (0/1)           = ``Regions``
+    Regions + output-size photo
+      -> bilinear upsample, guided filter (the photo is the guide) = alpha that hugs outlines
+      -> ``source``: the photo with still objects near the moving area filled in by the moving
+         area's own colours (pull-push), so warped sky/water never drags a tower's edge along.
+
+Thresholds are plain numbers tuned on the eval set (``python -m alive_service.motion.eval``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+ANALYSIS_SIDE = 384
+
+
+@dataclass(frozen=True)
+class Regions:
+    sky: np.ndarray  # float32 (h, w) 0..1 at analysis resolution
+    water: np.ndarray  # float32 (h, w) 0..1
+    water_top: float  # top of the water as a fraction of the image height (1.0: no water)
+
+    @property
+    def sky_fraction(self) -> float:
+        return float(self.sky.mean())
+
+    @property
+    def water_fraction(self) -> float:
+        return float(self.water.mean())
+
+
+def _analysis_image(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = ANALYSIS_SIDE / max(h, w)
+    if s < 1.0:
+        size = (max(8, round(w * s)), max(8, round(h * s)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def _features(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lab (L 0..100), fine texture and horizontalness (0..1) per pixel.
+
+    Fine texture is the local mean of |L - blur(L)|: clouds, haze and calm water have smooth
+    gradients but little fine detail, while foliage, masonry and people have plenty.
+    """
+    f = rgb.astype(np.float32) / 255.0
+    lab = cv2.cvtColor(f, cv2.COLOR_RGB2Lab)
+    light = lab[..., 0] / 100.0
+    texture = cv2.blur(np.abs(light - cv2.GaussianBlur(light, (0, 0), 1.5)), (5, 5))
+    gray = cv2.GaussianBlur(light, (0, 0), 1.0)
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    jxx = cv2.blur(gx * gx, (9, 9))
+    jyy = cv2.blur(gy * gy, (9, 9))
+    horizontal = jyy / (jxx + jyy + 1e-6)  # 1: horizontal streaks (ripples seen edge-on)
+    return lab, texture, horizontal
+
+
+def _components_touching(mask: np.ndarray, seeds: np.ndarray, min_frac: float = 0.0) -> np.ndarray:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return np.zeros_like(mask, dtype=bool)
+    keep = np.zeros(n, dtype=bool)
+    keep[np.unique(labels[seeds & mask])] = True
+    keep[0] = False
+    keep &= stats[:, cv2.CC_STAT_AREA] >= min_frac * mask.size
+    return keep[labels]
+
+
+def _fill_small_holes(mask: np.ndarray, max_frac: float) -> np.ndarray:
+    # Holes fully inside a region (a bird, a bright cloud core) move with it.
+    inv = (~mask).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    h, w = mask.shape
+    out = mask.copy()
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        touches = x == 0 or y == 0 or x + bw == w or y + bh == h
+        if not touches and area < max_frac * h * w:
+            out[labels == i] = True
+    return out
+
+
+def detect_sky(
+    lab: np.ndarray, texture: np.ndarray, horizontal: np.ndarray, hint: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Boolean sky mask and the sky's median Lab colour (None when there is no sky)."""
+    h, w = texture.shape
+    light, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    ys = np.arange(h, dtype=np.float32)[:, None] / h
+    tex_lo = 0.006 if hint else 0.004
+    # Sky colours: blue (down to a dusk blue), or grey-to-white (clouds, overcast, haze).
+    # Not green, yellow or red.
+    blue = (b < -6) & (b > -70) & (a > -22) & (a < 16) & (light > 8)
+    neutral = (np.abs(a) < 9) & (np.abs(b + 2) < 14) & (light > 30)
+    skylike = blue | neutral
+    # Seeds: smooth sky colours, or clearly blue / bright grey ones with some texture (a sky
+    # full of small clouds).
+    strong = (b < -12) & (a > -22) & (a < 16) & (light > 8)
+    seeds_cand = ((texture < tex_lo) | (strong & (texture < 3 * tex_lo))) & skylike & (ys < 0.6)
+    # Seeds reach the top of the picture (allowing for a dark border, as panoramas have).
+    top = np.zeros_like(seeds_cand)
+    top[: max(2, h // 10)] = True
+    # Small pieces are wall panels between windows or gaps in foliage, not sky.
+    seeds = _components_touching(seeds_cand, top, min_frac=0.012)
+    if seeds.mean() < (0.01 if hint else 0.02):
+        return np.zeros((h, w), bool), None
+    median = np.median(lab[seeds], axis=0)
+    # A grey "sky" must be brighter than most of the picture (else: a wall, a road); a blue
+    # one may be dark (dusk).
+    if median[0] < np.percentile(light, 40) and median[2] > -12 and not hint:
+        return np.zeros((h, w), bool), None
+    # Grow through sky colours with a little more fine texture (cloud edges) that are not
+    # darker than the sky's own dark end (that would be a roof or a tree of a similar hue).
+    dark_end = np.percentile(light[seeds], 5) - 12
+    grow = skylike & (texture < tex_lo * 4.0) & (ys < 0.9) & (light > dark_end)
+    # Low in the picture, stop at horizontal structure: that is water or land seen edge-on
+    # (a hazy lake can match the sky's colour exactly).
+    streaky = (cv2.blur(horizontal, (9, 9)) > 0.72) & (texture > tex_lo * 0.5) & (ys > 0.4)
+    grow &= ~streaky
+    sky = _components_touching(grow, seeds)
+    sky = cv2.morphologyEx(sky.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    sky = _fill_small_holes(sky, 0.004)
+    if sky.mean() < 0.02:
+        return np.zeros((h, w), bool), None
+    return sky, median
+
+
+def detect_water(
+    lab: np.ndarray,
+    texture: np.ndarray,
+    horizontal: np.ndarray,
+    sky: np.ndarray,
+    sky_lab: np.ndarray | None,
+    hint: bool = False,
+) -> np.ndarray:
+    """Boolean water mask: a wide area below the sky, cool or sky-coloured, smooth or rippled."""
+    h, w = texture.shape
+    light, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    ys = np.arange(h, dtype=np.float32)[:, None] / h
+    sky_rows = np.nonzero(sky.any(axis=1))[0]
+    below = ys > ((sky_rows.max() / h) - 0.05 if sky_rows.size else 0.35)
+    cool = (b < 8) & (np.abs(a) < 12) & (light > 10)
+    if sky_lab is not None:
+        reflects = (np.abs(a - sky_lab[1]) < 10) & (np.abs(b - sky_lab[2]) < 14)
+        cool = cool | reflects
+    smooth = texture < (0.008 if hint else 0.006)
+    rippled = (cv2.blur(horizontal, (9, 9)) > 0.7) & (texture < 0.02)
+    cand = cool & (smooth | rippled) & below & ~sky
+    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
+    water = np.zeros((h, w), bool)
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        comp = labels == i
+        if area < (0.03 if hint else 0.06) * h * w or bw < (0.4 if hint else 0.6) * w:
+            continue
+        # Water surfaces read as horizontal bands: ripples and reflections are horizontal.
+        horiz = float(np.median(horizontal[comp]))
+        if horiz < (0.5 if hint else 0.58):
+            continue
+        # Water mirrors the sky, so it is not much darker than the sky (a road or a field in
+        # shadow is). Without a sky to compare, only a caption can vouch for it.
+        if sky_lab is not None:
+            if np.median(light[comp]) < 0.55 * sky_lab[0]:
+                continue
+        elif not hint:
+            continue
+        water |= comp
+    water = _fill_small_holes(water, 0.01)
+    return water
+
+
+def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = False) -> Regions:
+    small = _analysis_image(rgb)
+    lab, texture, horizontal = _features(small)
+    sky, sky_lab = detect_sky(lab, texture, horizontal, hint_sky)
+    water = detect_water(lab, texture, horizontal, sky, sky_lab, hint_water)
+    rows = np.nonzero(water.any(axis=1))[0]
+    water_top = float(np.percentile(np.nonzero(water)[0], 2) / water.shape[0]) if rows.size else 1.0
+    return Regions(sky.astype(np.float32), water.astype(np.float32), water_top)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter with a grey guide: edges of ``src`` snap to edges of ``guide``."""
+    k = (2 * radius + 1, 2 * radius + 1)
+    mean_i = cv2.boxFilter(guide, -1, k)
+    mean_p = cv2.boxFilter(src, -1, k)
+    corr_ip = cv2.boxFilter(guide * src, -1, k)
+    var_i = cv2.boxFilter(guide * guide, -1, k) - mean_i * mean_i
+    a = (corr_ip - mean_i * mean_p) / (var_i + eps)
+    b = mean_p - a * mean_i
+    return cv2.boxFilter(a, -1, k) * guide + cv2.boxFilter(b, -1, k)
+
+
+def refine_alpha(mask: np.ndarray, photo: np.ndarray) -> np.ndarray:
+    """Upsample a coarse 0..1 mask to the photo's size so that it follows the photo's edges."""
+    h, w = photo.shape[:2]
+    if not mask.any():
+        return np.zeros((h, w), np.float32)
+    up = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+    scale = max(h, w) / max(mask.shape)
+    guide = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    radius = max(2, round(1.5 * scale))
+    alpha = guided_filter(guide, up, radius, 1e-3)
+    # Sharpen the soft matte a little and drop the faint tails that would drag object edges.
+    alpha = np.clip((alpha - 0.5) * 1.6 + 0.5, 0.0, 1.0)
+    alpha[alpha < 0.06] = 0.0
+    return alpha.astype(np.float32)
+
+
+def pull_push_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill pixels where ``known`` is False from known neighbours, coarse to fine."""
+    if known.all() or not known.any():
+        return image.copy()
+    img = image.astype(np.float32)
+    wgt = known.astype(np.float32)
+    pyramid: list[tuple[np.ndarray, np.ndarray]] = []
+    cur_i, cur_w = img * wgt[..., None], wgt
+    while min(cur_w.shape) > 2:
+        pyramid.append((cur_i, cur_w))
+        cur_i = cv2.pyrDown(cur_i)
+        cur_w = cv2.pyrDown(cur_w)
+    filled = cur_i / np.maximum(cur_w, 1e-6)[..., None]
+    for level_i, level_w in reversed(pyramid):
+        h, w = level_w.shape
+        up = cv2.pyrUp(filled, dstsize=(w, h))
+        own = level_i / np.maximum(level_w, 1e-6)[..., None]
+        conf = np.clip(level_w * 4.0, 0.0, 1.0)[..., None]  # trust own colour where well known
+        filled = own * conf + up * (1.0 - conf)
+    out = np.where(known[..., None], image, np.clip(filled, 0, 255).astype(image.dtype))
+    return np.ascontiguousarray(out)

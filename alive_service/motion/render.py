@@ -1,0 +1,202 @@
+"""Two renderers of one RenderJob: OpenCV on CPU, the GridSample ONNX graph on GPU.
+
+Both compute, per frame t (see rendernet.py for the reference arithmetic):
+    flow_p = coef_p[t] . basis                                           (p = a, b)
+    up_p   = bilinear half-pixel upsample of flow_p by CELL, in pixels
+    warp_p = source sampled at (x + up_p(x)), bilinear, edges replicated
+    frame  = alpha * ((1 - mix[t]) * warp_a + mix[t] * warp_b) + (1 - alpha) * photo
+
+The CPU renderer makes that fast: it works only inside the bbox where alpha > 0, renders phase B
+only in frames where its weight is non-zero and only inside the region where the phases differ
+(the drifting sky), evaluates only the non-zero fields, and blends with alpha only on
+the thin band where alpha is fractional (elsewhere it copies).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from alive_service.motion.interface import Progress, RenderJob
+from alive_service.motion.version import CELL
+
+log = logging.getLogger(__name__)
+
+
+def _ceil_cell(v: int) -> int:
+    return -(-v // CELL)
+
+
+class Cv2Renderer:
+    name = "cv2"
+
+    def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None) -> None:
+        photo = job.photo
+        t_total = job.mix.shape[0]
+        y0, y1, x0, x1 = job.bbox
+        out[0] = photo  # frame 0 is the photo, bit for bit (all motions are at rest at t = 0)
+        if progress:
+            progress(1, t_total)
+        if y1 <= y0 or x1 <= x0:
+            for t in range(1, t_total):
+                out[t] = photo
+                if progress:
+                    progress(t + 1, t_total)
+            return
+        win_a = _Window(job, job.bbox)
+        win_b = _Window(job, job.drift_bbox) if job.two_phase else None
+        alpha = job.alpha[y0:y1, x0:x1]
+        full = (alpha >= 1.0).astype(np.uint8)
+        band = np.nonzero((alpha > 0.0) & (alpha < 1.0))
+        band_a = alpha[band][:, None]
+        photo_band = photo[y0:y1, x0:x1][band].astype(np.float32)
+        for t in range(1, t_total):
+            frame = out[t]
+            np.copyto(frame, photo)
+            warped = win_a.warp(job.coef_a[t])
+            m = float(job.mix[t])
+            if win_b is not None and m > 0.0:
+                by0, by1, bx0, bx1 = win_b.box
+                sub = warped[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
+                cv2.addWeighted(sub, 1.0 - m, win_b.warp(job.coef_b[t]), m, 0.0, dst=sub)
+            region = frame[y0:y1, x0:x1]
+            cv2.copyTo(warped, full, region)
+            if band[0].size:
+                mixed = warped[band].astype(np.float32) * band_a + photo_band * (1.0 - band_a)
+                region[band] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+            if progress:
+                progress(t + 1, t_total)
+
+
+class _Window:
+    """Evaluates, upsamples and applies the flow inside one pixel box.
+
+    Per frame: flow cells = coef . basis (one small matrix-vector product on the cells that
+    touch the box), plus the absolute cell-centre coordinates, upsampled bilinearly in one
+    resize (a linear grid upsamples exactly, so this equals upsample(flow) + pixel grid except
+    on the 2-pixel strips at the frame's edges where the resize clamps: those get a fixed
+    correction), then one remap.
+    """
+
+    def __init__(self, job: RenderJob, box: tuple[int, int, int, int]) -> None:
+        self.source = job.source
+        self.box = box
+        k, _, h_c, w_c = job.basis.shape
+        y0, y1, x0, x1 = box
+        # Cells that influence the box, plus one cell of margin so that the bilinear upsample
+        # of the crop equals the upsample of the whole field inside the box.
+        cy0, cx0 = max(0, y0 // CELL - 1), max(0, x0 // CELL - 1)
+        cy1, cx1 = min(h_c, _ceil_cell(y1) + 1), min(w_c, _ceil_cell(x1) + 1)
+        self.size = ((cx1 - cx0) * CELL, (cy1 - cy0) * CELL)
+        self.oy, self.ox = y0 - cy0 * CELL, x0 - cx0 * CELL
+        self.h, self.w = y1 - y0, x1 - x0
+        crop = job.basis[:, :, cy0:cy1, cx0:cx1] * np.float32(CELL)  # cells -> pixels
+        # Only the fields that are non-zero here (and used at all) cost anything per frame.
+        used = np.abs(job.coef_a).max(axis=0) + np.abs(job.coef_b).max(axis=0) > 0
+        self.active = [
+            (i, np.ascontiguousarray(crop[i].transpose(1, 2, 0)))
+            for i in range(k)
+            if used[i] and np.any(crop[i])
+        ]
+        cgx, cgy = np.meshgrid(
+            np.arange(cx0, cx1, dtype=np.float32) * CELL + (CELL - 1) / 2.0,
+            np.arange(cy0, cy1, dtype=np.float32) * CELL + (CELL - 1) / 2.0,
+        )
+        self.cells = np.dstack([cgx, cgy])  # absolute pixel coordinates of cell centres
+        gx, gy = np.meshgrid(
+            np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32)
+        )
+        corr = np.dstack([gx, gy]) - self._upsample(self.cells)
+        rows = np.nonzero(np.abs(corr).max(axis=(1, 2)) > 0.01)[0]
+        corr_cols = corr.copy()
+        corr_cols[rows] = 0.0
+        cols = np.nonzero(np.abs(corr_cols).max(axis=(0, 2)) > 0.01)[0]
+        self.fix_rows = (rows, corr[rows])
+        self.fix_cols = (cols, corr_cols[:, cols])
+
+    def _upsample(self, cells: np.ndarray) -> np.ndarray:
+        up = cv2.resize(cells, self.size, interpolation=cv2.INTER_LINEAR)
+        return up[self.oy : self.oy + self.h, self.ox : self.ox + self.w]
+
+    def warp(self, coef: np.ndarray) -> np.ndarray:
+        coords = self.cells
+        for i, field in self.active:
+            if coef[i] != 0.0:
+                coords = cv2.scaleAdd(field, float(coef[i]), coords)
+        maps = self._upsample(coords)
+        rows, fix = self.fix_rows
+        if rows.size:
+            maps[rows] += fix
+        cols, fix = self.fix_cols
+        if cols.size:
+            maps[:, cols] += fix
+        # Float maps straight into remap: converting them to fixed point first costs more than
+        # the fixed-point remap saves.
+        return cv2.remap(self.source, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def ort_providers() -> list[str]:
+
+    # Ask for CUDA only when a device can serve it: a listed-but-unusable provider logs errors.
+    return (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if cuda_available()
+        else ["CPUExecutionProvider"]
+    )
+
+
+def cuda_available() -> bool:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    try:  # the provider can be listed while no device (or driver) exists
+        import ctypes
+
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+class OnnxRenderer:
+    """motion_render.onnx in chunks of frames (GridSample; meant for CUDA)."""
+
+    name = "onnx"
+
+    def __init__(self, model_path: Path, threads: int = 2, chunk: int = 8) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model_path), opts, providers=ort_providers())
+        self.chunk = chunk
+        log.info("motion renderer onnx serves on %s", self.session.get_providers()[0])
+
+    def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None) -> None:
+        t_total = job.mix.shape[0]
+        chw = np.ascontiguousarray(job.photo.transpose(2, 0, 1)[None], dtype=np.float32)
+        src = np.ascontiguousarray(job.source.transpose(2, 0, 1)[None], dtype=np.float32)
+        alpha = job.alpha[None, None].astype(np.float32)
+        out[0] = job.photo
+        for start in range(1, t_total, self.chunk):
+            stop = min(t_total, start + self.chunk)
+            (frames,) = self.session.run(
+                None,
+                {
+                    "photo": chw,
+                    "source": src,
+                    "alpha": alpha,
+                    "basis": job.basis,
+                    "coef_a": job.coef_a[start:stop],
+                    "coef_b": job.coef_b[start:stop],
+                    "mix": job.mix[start:stop],
+                },
+            )
+            out[start:stop] = frames.transpose(0, 2, 3, 1)
+            if progress:
+                progress(stop, t_total)

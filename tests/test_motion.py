@@ -1,0 +1,273 @@
+"""The motion model: what moves, what stays put, and the promises of the clip."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from alive_service.motion import Clip, MotionOptions, load_motion_model
+from alive_service.motion.model import OnnxMotionModel, output_size
+from alive_service.motion.steering import steer
+
+SMALL = MotionOptions(long_side=320, duration_s=1.0, fps=24)
+
+
+@dataclass(frozen=True)
+class HandFace:
+    """A face placed by hand (the same shape as safety.faces.Face)."""
+
+    box: tuple[float, float, float, float]
+    landmarks: tuple[tuple[float, float], ...]
+    score: float = 1.0
+
+
+# scikit-image's astronaut (512x512): MTCNN's landmarks, rounded.
+ASTRONAUT_FACE = HandFace(
+    (181.0, 62.0, 268.0, 172.0),
+    ((205.0, 101.7), (246.8, 103.7), (224.7, 129.0), (201.7, 139.2), (245.3, 141.9)),
+)
+
+
+@pytest.fixture(scope="module")
+def motion_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
+    if not (path / "motion.json").is_file():
+        from alive_service.motion.export import build
+
+        path = tmp_path_factory.mktemp("motion")
+        build(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(motion_dir: Path) -> OnnxMotionModel:
+    return load_motion_model(motion_dir, renderer="cv2")
+
+
+def sky_scene(seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A cloudy blue sky over textured grass, with a dark tower and a thin mast into the sky.
+
+    Returns the photo (240x360) and the masks of the tower+mast and of open sky (away from
+    the tower by a few pixels).
+    """
+    rng = np.random.default_rng(seed)
+    h, w = 240, 360
+    img = np.zeros((h, w, 3), np.float32)
+    ys = np.linspace(0, 1, h)[:, None]
+    img[..., 0] = 90 + 60 * ys
+    img[..., 1] = 140 + 50 * ys
+    img[..., 2] = 225 + 10 * ys
+    clouds = np.zeros((h, w), np.float32)
+    for _ in range(8):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, 0.5 * h)
+        r = rng.uniform(12, 30)
+        yy, xx = np.mgrid[0:h, 0:w]
+        clouds += np.exp(-((xx - cx) ** 2 + ((yy - cy) * 1.8) ** 2) / (2 * r * r))
+    for _ in range(160):  # small puffs: visible structure for the drift to move
+        cx, cy = rng.uniform(0, w), rng.uniform(0, 0.6 * h)
+        r = rng.uniform(3, 7)
+        yy, xx = np.mgrid[0:h, 0:w]
+        clouds += 0.4 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+    clouds = np.clip(clouds, 0, 1)[..., None]
+    img = img * (1 - 0.8 * clouds) + 245 * 0.8 * clouds
+    horizon = int(0.7 * h)
+    grass = rng.normal(0, 25, (h - horizon, w, 1)) + np.array([70, 130, 50])
+    img[horizon:] = grass
+    still = np.zeros((h, w), bool)
+    still[horizon:] = True
+    img[60:horizon, 150:190] = (60, 55, 50)  # tower
+    still[60:horizon, 150:190] = True
+    img[20:horizon, 260:263] = (40, 40, 40)  # mast
+    still[20:horizon, 260:263] = True
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    open_sky = np.zeros((h, w), bool)
+    open_sky[: horizon - 8] = True
+    open_sky &= cv2.dilate(still.astype(np.uint8), np.ones((17, 17), np.uint8)) == 0
+    return img, still, open_sky
+
+
+def resized(mask: np.ndarray, clip: Clip) -> np.ndarray:
+    h, w = clip.frames.shape[1:3]
+    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def moved(clip: Clip) -> np.ndarray:
+    """Per pixel: the largest change from frame 0 over the clip (grey levels)."""
+    f0 = clip.frames[0].astype(np.int16)
+    return np.max([np.abs(f.astype(np.int16) - f0).max(axis=2) for f in clip.frames[1:]], axis=0)
+
+
+def test_same_seed_gives_identical_frames(model: OnnxMotionModel) -> None:
+    photo, _, _ = sky_scene()
+    a = model.animate(photo, [ASTRONAUT_FACE], "clouds", SMALL)
+    b = model.animate(photo, [ASTRONAUT_FACE], "clouds", SMALL)
+    assert np.array_equal(a.frames, b.frames)
+    assert a.params == b.params
+    c = model.animate(photo, [], "clouds", MotionOptions(long_side=320, duration_s=1.0, seed=7))
+    assert not np.array_equal(a.frames, c.frames)  # the seed picks the drift direction etc.
+
+
+def test_first_frame_is_the_resized_photo(model: OnnxMotionModel) -> None:
+    from skimage import data
+
+    photo = data.astronaut()
+    clip = model.animate(photo, [ASTRONAUT_FACE], "", SMALL)
+    h, w = clip.frames.shape[1:3]
+    assert np.array_equal(clip.frames[0], cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA))
+    assert clip.frames.flags["C_CONTIGUOUS"] and clip.frames.dtype == np.uint8
+
+
+@pytest.mark.parametrize("scene", ["sky", "camera"])
+def test_loop_seam_is_no_larger_than_an_ordinary_step(model: OnnxMotionModel, scene: str) -> None:
+    from skimage import data
+
+    photo = sky_scene()[0] if scene == "sky" else data.coffee()
+    clip = model.animate(photo, [], "", MotionOptions(long_side=320, duration_s=2.0, sky=2.0))
+    f = clip.frames.astype(np.float32)
+    steps = [np.abs(f[i + 1] - f[i]).mean() for i in range(len(f) - 1)]
+    seam = np.abs(f[0] - f[-1]).mean()
+    assert np.median(steps) > 0.02  # it does move
+    assert seam <= 1.5 * np.median(steps)
+
+
+def test_clouds_drift_but_towers_stay_put(model: OnnxMotionModel) -> None:
+    photo, still, open_sky = sky_scene()
+    clip = model.animate(photo, [], "", MotionOptions(long_side=320, duration_s=2.0, sky=2.0))
+    change = moved(clip)
+    assert clip.params["sky_strength"] > 0
+    still_r = cv2.erode(resized(still, clip).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert np.mean(change[still_r] > 3) < 0.01  # tower, mast and grass stay put
+    cloudy = resized(open_sky, clip) & (cv2.Laplacian(clip.frames[0][..., 0], cv2.CV_32F) != 0)
+    assert np.mean(change[resized(open_sky, clip)] > 1) > 0.5  # the sky moves
+    assert cloudy.any()
+
+
+def test_sky_switched_off_stays_still_and_the_camera_does_not_step_in(
+    model: OnnxMotionModel,
+) -> None:
+    photo, _, _ = sky_scene()
+    clip = model.animate(
+        photo, [], "", MotionOptions(long_side=320, duration_s=1.0, sky=0.0, camera=1.0)
+    )
+    assert clip.params["sky_strength"] == 0 and clip.params["camera_strength"] == 0
+    assert all(np.array_equal(f, clip.frames[0]) for f in clip.frames)
+
+
+def test_faces_smile_without_the_head_drifting(model: OnnxMotionModel) -> None:
+    from skimage import data
+
+    photo = data.astronaut()
+    opts = MotionOptions(long_side=512, duration_s=1.0, sky=0.0)  # the face alone
+    clip = model.animate(photo, [ASTRONAUT_FACE], "", opts)
+    assert clip.params["faces_animated"] == 1
+    mid = clip.frames[len(clip.frames) // 2]
+    g0 = cv2.cvtColor(clip.frames[0], cv2.COLOR_RGB2GRAY)
+    g1 = cv2.cvtColor(mid, cv2.COLOR_RGB2GRAY)
+    flow = cv2.calcOpticalFlowFarneback(g0, g1, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+    # Mouth corners rise (image y decreases) at the height of the smile.
+    for x, y in ASTRONAUT_FACE.landmarks[3:]:
+        patch = flow[int(y) - 3 : int(y) + 4, int(x) - 3 : int(x) + 4, 1]
+        assert patch.mean() < -0.4
+    # The head does not drift: its outline (box border, forehead) and everything beyond stay.
+    x0, y0, x1, y1 = (int(v) for v in ASTRONAUT_FACE.box)
+    ring = np.zeros(g0.shape, bool)
+    ring[y0 - 25 : y1 + 40, x0 - 25 : x1 + 25] = True
+    ring[y0 + 5 : y1 - 5, x0 + 5 : x1 - 5] = False
+    change = moved(clip)
+    assert np.mean(change[ring] > 3) < 0.02
+    assert np.mean(change[y0:y1, x0:x1] > 3) > 0.1  # the face itself does move
+
+
+def test_each_component_can_be_switched_off(model: OnnxMotionModel) -> None:
+    from skimage import data
+
+    photo = data.astronaut()
+    clip = model.animate(
+        photo, [ASTRONAUT_FACE], "", MotionOptions(long_side=256, duration_s=0.5, face=0.0, sky=0.0)
+    )
+    assert clip.params["face_strength"] == 0
+    assert all(np.array_equal(f, clip.frames[0]) for f in clip.frames)
+
+
+def test_caption_steers_strength() -> None:
+    assert steer("stormy clouds over the bay").sky > 1.3
+    assert steer("waves crashing on the rocks").water > 1.3
+    assert steer("what a big smile").face > steer("smile").face > 1.0
+    calm = steer("a calm, still lake")
+    assert calm.water < 1.0 and calm.sky < 1.0
+    assert steer("my cat").sky == steer("").sky == 1.0
+
+
+def test_stormy_caption_drifts_the_sky_further(model: OnnxMotionModel) -> None:
+    photo, _, open_sky = sky_scene()
+    plain = model.animate(photo, [], "", SMALL)
+    stormy = model.animate(photo, [], "stormy clouds", SMALL)
+    calm = model.animate(photo, [], "a calm evening", SMALL)
+    assert (
+        stormy.params["sky_strength"] > plain.params["sky_strength"] > calm.params["sky_strength"]
+    )
+
+    def activity(clip: Clip) -> float:
+        mid = clip.frames[len(clip.frames) // 3].astype(np.float32)
+        return float(np.abs(mid - clip.frames[0]).mean())
+
+    assert activity(stormy) > activity(plain) > activity(calm)
+
+
+@pytest.mark.parametrize(("h", "w", "long_side"), [(199, 301, 320), (640, 427, 256), (97, 97, 258)])
+def test_frames_keep_the_aspect_ratio_with_even_sides(
+    model: OnnxMotionModel, h: int, w: int, long_side: int
+) -> None:
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 3)
+    clip = model.animate(photo, [], "", MotionOptions(long_side=long_side, duration_s=0.25))
+    t, fh, fw, c = clip.frames.shape
+    assert c == 3 and fh % 2 == 0 and fw % 2 == 0
+    assert max(fh, fw) in (long_side, long_side - 1, long_side + 1)
+    assert abs(fw / fh - w / h) < 0.02 * (w / h)
+    assert (fh, fw) == output_size(h, w, long_side)
+    assert t == 6  # 0.25 s at 24 fps
+
+
+def test_cpu_and_onnx_renderers_draw_the_same_frames(motion_dir: Path) -> None:
+    from skimage import data
+
+    cpu = load_motion_model(motion_dir, renderer="cv2")
+    gpu_graph = load_motion_model(motion_dir, renderer="onnx")
+    opts = MotionOptions(long_side=256, duration_s=1.0)
+    for photo, faces in ((sky_scene()[0], []), (data.astronaut(), [ASTRONAUT_FACE])):
+        a = cpu.animate(photo, faces, "", opts)
+        b = gpu_graph.animate(photo, faces, "", opts)
+        diff = np.abs(a.frames.astype(np.int16) - b.frames.astype(np.int16))
+        assert diff.mean() < 0.3 and np.percentile(diff, 99.9) <= 4
+        assert b.model_sha256.startswith(a.model_sha256)
+
+
+def test_clip_names_the_model_and_its_hash_and_no_personal_data(
+    model: OnnxMotionModel, motion_dir: Path
+) -> None:
+    photo, _, _ = sky_scene()
+    seen: list[tuple[int, int]] = []
+    clip = model.animate(
+        photo, [ASTRONAUT_FACE], "Anna at Lake Tahoe", SMALL, lambda d, t: seen.append((d, t))
+    )
+    assert clip.model_id == "alive-motion" and clip.model_version
+    digest = hashlib.sha256((motion_dir / "motion_fields.onnx").read_bytes()).hexdigest()
+    assert clip.model_sha256 == digest
+    assert clip.fps == 24
+    assert not any("Anna" in str(v) or "Tahoe" in str(v) for v in clip.params.values())
+    assert seen[-1] == (24, 24) and len(seen) == 24
+
+
+def test_options_out_of_range_are_refused(model: OnnxMotionModel) -> None:
+    photo, _, _ = sky_scene()
+    with pytest.raises(ValueError):
+        model.animate(photo, [], "", MotionOptions(sky=3.0))
+    with pytest.raises(ValueError):
+        model.animate(photo[..., 0], [], "", SMALL)
