@@ -115,14 +115,15 @@ def animate(
 
     report(Stage.CHECKING, 0, 0)
     start = time.perf_counter()
-    caption = parts.safety.check_caption(request.caption)
-    _record(parts.store, request, "caption", caption)
-    if caption.verdict == "block":
-        raise Refused(caption, "caption")
+    # Decoding first: a request that is not a photo is refused before anything is recorded.
     limits = replace(parts.limits, target_long_side=request.options.long_side)
     photo = decode_photo(request.photo, limits)
     timed("decode", start)
     start = time.perf_counter()
+    caption = parts.safety.check_caption(request.caption)
+    _record(parts.store, request, "caption", caption, photo)
+    if caption.verdict == "block":
+        raise Refused(caption, "caption")
     image = parts.safety.check_image(photo.rgb, parts.store)
     _record(parts.store, request, "image", image.decision, photo, image.pdq_hex)
     if image.decision.verdict == "block":

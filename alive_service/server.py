@@ -19,8 +19,8 @@ from alive_service.admission import Admission
 from alive_service.config import Settings
 from alive_service.decode import DecodeLimits
 from alive_service.pipeline import Parts
-from alive_service.rpc import pb, pb_grpc
-from alive_service.service import AliveServicer, Runtime
+from alive_service.rpc import pb
+from alive_service.service import AliveServicer, Runtime, add_to_server
 from alive_service.store import SqlStore, upgrade
 from provenance.keys import (
     CertificateError,
@@ -96,7 +96,7 @@ def build_server(
             ("grpc.max_connection_idle_ms", 15 * 60_000),
         ],
     )
-    pb_grpc.add_AliveServiceServicer_to_server(AliveServicer(runtime), server)
+    add_to_server(AliveServicer(runtime), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):

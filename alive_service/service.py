@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError as ProtoDecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alive_service import metrics, validate
@@ -49,6 +50,47 @@ class Runtime:
     trust_anchors: bytes
     admission: Admission
     parts: Parts | None = None
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A request body that does not parse (e.g. invalid UTF-8 in a string field)."""
+
+    error: str
+
+
+def _lenient(message: Any) -> Any:
+    def parse(data: bytes) -> Any:
+        try:
+            return message.FromString(data)
+        except ProtoDecodeError as exc:
+            return Malformed(str(exc))
+
+    return parse
+
+
+def _parsed(request: Any) -> None:
+    if isinstance(request, Malformed):
+        raise validate.invalid("MALFORMED_REQUEST", f"the request does not parse: {request.error}")
+
+
+def add_to_server(servicer: AliveServicer, server: grpc.Server) -> None:
+    """Register the service with deserializers that turn a malformed body into
+    INVALID_ARGUMENT instead of grpc's generic INTERNAL."""
+    handlers = {
+        "Animate": grpc.unary_stream_rpc_method_handler(
+            servicer.Animate, _lenient(pb.AnimateRequest), pb.AnimateEvent.SerializeToString),
+        "GetVideo": grpc.unary_stream_rpc_method_handler(
+            servicer.GetVideo, _lenient(pb.GetVideoRequest), pb.VideoChunk.SerializeToString),
+        "ReportVideo": grpc.unary_unary_rpc_method_handler(
+            servicer.ReportVideo, _lenient(pb.ReportVideoRequest),
+            pb.ReportVideoResponse.SerializeToString),
+        "VerifyVideo": grpc.unary_unary_rpc_method_handler(
+            servicer.VerifyVideo, _lenient(pb.VerifyVideoRequest),
+            pb.VerifyVideoResponse.SerializeToString),
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("alive.v1.AliveService", handlers),))
 
 
 def _timestamp(record: VideoRecord) -> Timestamp:
@@ -153,6 +195,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
         started = time.perf_counter()
         try:
             user = self._identity(context).user
+            _parsed(request)
             parts = self._parts()
             if not request.photo:
                 raise validate.invalid("EMPTY_PHOTO", "the request carries no photo")
@@ -203,6 +246,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                  ) -> Iterator[pb.VideoChunk]:
         try:
             user = self._identity(context).user
+            _parsed(request)
             record = self._video_for(validate.video_id(request.video_id), user)
             data = self._parts().store.read_mp4(record)
             yield from _chunks(data)
@@ -214,6 +258,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                     ) -> pb.ReportVideoResponse:
         try:
             user = self._identity(context).user
+            _parsed(request)
             video_id = validate.video_id(request.video_id)
             reason = validate.report_reason(request.reason)
             details = validate.details(request.details)
@@ -231,6 +276,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                     ) -> pb.VerifyVideoResponse:
         try:
             self._identity(context)
+            _parsed(request)
             if not request.video:
                 raise validate.invalid("EMPTY_VIDEO", "the request carries no video")
             store = self._parts().store
