@@ -24,6 +24,31 @@ CAPTION_CATEGORIES: tuple[str, ...] = (
 )
 
 
+# NudeNet 320n's classes (safety.nudity.LABELS has them in channel order).
+NUDENET_LABELS = frozenset(
+    {
+        "FEMALE_GENITALIA_COVERED",
+        "FACE_FEMALE",
+        "BUTTOCKS_EXPOSED",
+        "FEMALE_BREAST_EXPOSED",
+        "FEMALE_GENITALIA_EXPOSED",
+        "MALE_BREAST_EXPOSED",
+        "ANUS_EXPOSED",
+        "FEET_EXPOSED",
+        "BELLY_COVERED",
+        "FEET_COVERED",
+        "ARMPITS_COVERED",
+        "ARMPITS_EXPOSED",
+        "FACE_MALE",
+        "BELLY_EXPOSED",
+        "MALE_GENITALIA_EXPOSED",
+        "ANUS_COVERED",
+        "FEMALE_BREAST_COVERED",
+        "BUTTOCKS_COVERED",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Category:
     name: str
@@ -73,11 +98,16 @@ def load_policy(path: Path | None = None) -> Policy:
             reason=str(table.get("reason", f"Not allowed by policy ({name}).")),
             caption_threshold=float(table.get("caption_threshold", 0.5)),
         )
-    missing = [c for c in (*CAPTION_CATEGORIES, "known_bad_image") if c not in categories]
+    # Every category a check can produce must be in the policy, so a decision never meets an
+    # unknown one at request time.
+    required = (*CAPTION_CATEGORIES, "known_bad_image", "profanity")
+    missing = [c for c in required if c not in categories]
     if missing:
         raise ValueError(f"{path}: policy lacks categories {missing}")
     rules = []
     for label, rule in raw.get("nudity", {}).get("classes", {}).items():
+        if label not in NUDENET_LABELS:
+            raise ValueError(f"{path}: {label!r} is not a NudeNet class")
         if rule["category"] not in categories:
             raise ValueError(f"{path}: nudity class {label} maps to unknown {rule['category']!r}")
         rules.append(NudityRule(label, rule["category"], float(rule["threshold"])))

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from safety.check import SafetyChecker
 from safety.hashing import MemoryHashBank, hamming, pdq_hash
 from safety.nudity import LABELS, Detection, nms, nudity_result
-from safety.policy import load_policy
+from safety.policy import DEFAULT_POLICY, load_policy
 
 NEEDED = (
     "minilm.onnx",
@@ -133,6 +133,25 @@ def test_policy_blocks_exposed_nudity_but_not_covered_bodies_or_faces() -> None:
     # The worst category is recorded even when a milder one scores higher.
     both = result(("FEMALE_GENITALIA_COVERED", 0.9), ("BUTTOCKS_EXPOSED", 0.6))
     assert both.verdict == "block" and both.category == "sexual"
+
+
+def test_a_real_detection_flows_through_the_policy_to_a_block(
+    safety_models: Path, tmp_path: Path
+) -> None:
+    # There are no nude test images here (and none may be fetched), so a stricter policy that
+    # treats the face class as blocking stands in: the same model output -> policy -> decision
+    # path a real exposed-class detection takes, for the upload and for the output frames.
+    strict = DEFAULT_POLICY.read_text().replace('version = "', 'version = "strict-')
+    strict += '\nFACE_FEMALE = { category = "sexual", threshold = 0.5 }\n'
+    path = tmp_path / "strict.toml"
+    path.write_text(strict)
+    checker = SafetyChecker(safety_models, path)
+    report = checker.check_image(skimage.data.astronaut())
+    assert report.decision.verdict == "block" and report.decision.category == "sexual"
+    assert report.decision.policy_version.startswith("strict-")
+    frames = np.repeat(grace_hopper()[None], 8, axis=0)
+    assert checker.check_frames(frames).verdict == "block"
+    assert checker.check_image(load_sample_image("china.jpg")).decision.verdict == "allow"
 
 
 def test_nms_keeps_one_box_per_object() -> None:
