@@ -408,3 +408,43 @@ def dev_root_pem(keys_dir: Path) -> bytes:
     if not path.exists():
         ensure_dev_identity(keys_dir)
     return path.read_bytes()
+
+
+def resolve_identity(
+    keys_dir: Path, cert_path: str = "", key_path: str = "", tsa_url: str = ""
+) -> SigningIdentity:
+    """What the server calls at start-up with Settings.sign_cert/sign_key/tsa_url.
+
+    Empty paths mean the dev CA under keys_dir. Raises CertificateError.
+    """
+    if cert_path:
+        return load_identity(Path(cert_path), Path(key_path) if key_path else None, tsa_url or None)
+    if key_path:
+        raise CertificateError("ALIVE_SIGN_KEY is set but ALIVE_SIGN_CERT is not")
+    return ensure_dev_identity(keys_dir)
+
+
+def resolve_trust_anchors(keys_dir: Path, anchors_path: str = "") -> bytes:
+    """PEM trust anchors for verification: the configured file, else the dev root."""
+    if anchors_path:
+        try:
+            pem = Path(anchors_path).read_bytes()
+        except OSError as exc:
+            raise CertificateError(f"cannot read trust anchors: {exc}") from exc
+        _split_pem(pem)
+        return pem
+    return dev_root_pem(keys_dir)
+
+
+class DevIdentitySource:
+    """Hands out the dev identity and renews the leaf when it nears expiry, for servers
+    that run longer than the leaf's 60 days of comfortable life."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        self._keys_dir = Path(keys_dir)
+        self._identity = ensure_dev_identity(self._keys_dir)
+
+    def get(self) -> SigningIdentity:
+        if self._identity.not_after - _now() < LEAF_RENEW_BEFORE:
+            self._identity = ensure_dev_identity(self._keys_dir)
+        return self._identity

@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import c2pa
 
@@ -161,18 +163,50 @@ def sign_video(
         "relationship": "inputTo",
         "label": _PHOTO_LABEL,
     }
+    context = c2pa.Context.from_dict(_SETTINGS)
     out = io.BytesIO()
     try:
-        context = c2pa.Context.from_dict(_SETTINGS)
         with c2pa.Builder(definition, context=context) as builder, make_signer(identity) as signer:
-            builder.add_ingredient(ingredient, photo_mime, io.BytesIO(photo))
-            builder.sign(signer, "video/mp4", io.BytesIO(mp4), out)
+            try:
+                builder.add_ingredient(ingredient, photo_mime, io.BytesIO(photo))
+            except c2pa.C2paError:
+                parsed = False
+            else:
+                parsed = True
+                builder.sign(signer, "video/mp4", io.BytesIO(mp4), out)
+        if not parsed:
+            _sign_with_bare_ingredient(definition, ingredient, photo_mime, mp4, identity, out)
     except c2pa.C2paError as exc:
         raise SigningError(f"C2PA signing failed: {exc}") from exc
     signed = out.getvalue()
-    with c2pa.Reader("video/mp4", io.BytesIO(signed), context=context) as reader:
+    with c2pa.Reader("video/mp4", io.BytesIO(signed), context=_read_context()) as reader:
         label = json_active_label(reader)
     return SignedVideo(mp4=signed, manifest_id=label)
+
+
+def _sign_with_bare_ingredient(
+    definition: dict[str, object],
+    ingredient: dict[str, str],
+    photo_mime: str,
+    mp4: bytes,
+    identity: SigningIdentity,
+    out: io.BytesIO,
+) -> None:
+    """c2pa could not parse the photo (a format it does not know): still name it as the
+    source, just without its hash or its own credentials."""
+    bare = {**ingredient, "format": photo_mime, "instance_id": f"xmp:iid:{uuid.uuid4()}"}
+    definition = {**definition, "ingredients": [bare]}
+    out.seek(0)
+    out.truncate()
+    context = c2pa.Context.from_dict(_SETTINGS)
+    with c2pa.Builder(definition, context=context) as builder, make_signer(identity) as signer:
+        builder.sign(signer, "video/mp4", io.BytesIO(mp4), out)
+
+
+@lru_cache(maxsize=1)
+def _read_context() -> c2pa.Context:
+    # We only need the label of what we just signed: skip re-validating it (~3 ms).
+    return c2pa.Context.from_dict({"verify": {"verify_after_reading": False}})
 
 
 def json_active_label(reader: c2pa.Reader) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import c2pa
 
@@ -49,6 +49,7 @@ class Verification:
     software_agent: str | None = None
     ingredient_manifest_ids: tuple[str, ...] = field(default_factory=tuple)
     signed_at: str | None = None  # only when a timestamp authority countersigned
+    ingredient_failures: tuple[str, ...] = ()  # problems inside the source photo's own manifest
 
 
 def _signer(sig: dict[str, object]) -> str | None:
@@ -95,6 +96,20 @@ def _failures(results: dict[str, object]) -> tuple[str, ...]:
         f"{item.get('code')}: {item.get('explanation', '')}".rstrip(": ")
         for item in active.get("failure") or []  # type: ignore[union-attr]
     )
+
+
+def _ingredient_failures(
+    manifest: dict[str, object], results: dict[str, object]
+) -> tuple[str, ...]:
+    """What was wrong with the photo's own manifest when we signed, plus anything that
+    changed since (ingredientDeltas)."""
+    items: list[dict[str, object]] = []
+    for ingredient in manifest.get("ingredients") or []:  # type: ignore[union-attr]
+        recorded = (ingredient.get("validation_results") or {}).get("activeManifest") or {}
+        items.extend(recorded.get("failure") or [])
+    for delta in results.get("ingredientDeltas") or []:  # type: ignore[union-attr]
+        items.extend((delta.get("validationDeltas") or {}).get("failure") or [])
+    return tuple(f"{i.get('code')}: {i.get('explanation', '')}".rstrip(": ") for i in items)
 
 
 def read_manifest(data: bytes, trust_anchors_pem: bytes | None) -> Verification:
@@ -151,6 +166,7 @@ def read_manifest(data: bytes, trust_anchors_pem: bytes | None) -> Verification:
         manifest_id=label,
         params=dict(params),
         failures=_failures(store.get("validation_results") or {}),
+        ingredient_failures=_ingredient_failures(manifest, store.get("validation_results") or {}),
         watermark_video_id=None,
         watermark_confidence=0.0,
         soft_binding_video_id=binding,
@@ -194,6 +210,4 @@ def verify_mp4(
 
 
 def _with_watermark(v: Verification, video_id: str | None, confidence: float) -> Verification:
-    from dataclasses import replace
-
     return replace(v, watermark_video_id=video_id, watermark_confidence=confidence)

@@ -44,9 +44,9 @@ MIN_PSNR_DB = 41.0  # embed scales the pattern down if it would cost more than t
 MASK_FLOOR, MASK_DIV, MASK_CEIL = 0.5, 8.0, 1.8
 SOFTEN = 0.15  # edge blur of a cell, as a fraction of the cell size
 N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials: ~1/2000 false-accept)
+# Sharpness of unmarked pictures measured over 10,500 carrier draws: mean 1.39, max 2.04.
 MIN_SHARPNESS = 2.2  # below this the soft bits look like an unmarked picture
-
-cv2.setNumThreads(2)
+NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 4.0  # confidence 0 and 1
 
 
 def grid_shape(height: int, width: int) -> tuple[int, int]:
@@ -109,9 +109,15 @@ def _bit_stats(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, se
 
 
-def _to_grid(luma: np.ndarray) -> np.ndarray:
-    rows, cols = grid_shape(*luma.shape[:2])
-    return cv2.resize(luma, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
+_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _to_grid(image: np.ndarray) -> np.ndarray:
+    """Box-average a luma (H, W) or RGB (H, W, 3) frame down to the grid, as luma."""
+    rows, cols = grid_shape(*image.shape[:2])
+    small = cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
+    # Luma is linear in RGB, so averaging first and weighting after is the same, and cheaper.
+    return small @ _LUMA_WEIGHTS if small.ndim == 3 else small
 
 
 def _luma(frame: np.ndarray) -> np.ndarray:
@@ -230,7 +236,9 @@ def decode_from_grid(grid: np.ndarray) -> tuple[str | None, float]:
     """Soft bits -> id, trying flips of the N_ERASE least reliable bits against the CRC."""
     soft, _ = _bit_stats(grid)
     sharp = _sharpness(soft)
-    confidence = float(np.clip((sharp - 1.3) / (MIN_SHARPNESS + 1.0 - 1.3), 0.0, 1.0))
+    confidence = float(
+        np.clip((sharp - NOISE_SHARPNESS) / (SURE_SHARPNESS - NOISE_SHARPNESS), 0, 1)
+    )
     if sharp < MIN_SHARPNESS:
         return None, confidence
     weakest = np.argsort(np.abs(soft))[:N_ERASE]
@@ -280,7 +288,7 @@ def extract_video_id(frames: np.ndarray | bytes, max_frames: int = 72) -> tuple[
     if isinstance(frames, bytes | bytearray | memoryview):
         grid = _mp4_luma_grid(bytes(frames), max_frames)
     else:
-        grid = _code_grid([_to_grid(_luma(f)) for f in frames[:max_frames]])
+        grid = _code_grid([_to_grid(f) for f in frames[:max_frames]])
     return decode_from_grid(grid)
 
 

@@ -134,6 +134,10 @@ def test_a_photo_with_its_own_credentials_keeps_them_as_the_ingredient_manifest(
     keys: Path, marked_mp4: bytes, photo: bytes
 ) -> None:
     identity = ensure_dev_identity(keys)
+    # The photo comes from a camera whose CA we do not trust.
+    now = datetime.now(UTC)
+    camera_root, camera_root_key = make_root(now)
+    camera_leaf, camera_key = make_leaf(camera_root, camera_root_key, now)
     camera = c2pa.Builder(
         {
             "claim_generator_info": [{"name": "SomeCamera", "version": "1.0"}],
@@ -154,7 +158,7 @@ def test_a_photo_with_its_own_credentials_keeps_them_as_the_ingredient_manifest(
         }
     )
     signer = c2pa.Signer.from_info(
-        c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem, identity.key_pem, None)
+        c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, _pem(camera_leaf), _key(camera_key), None)
     )
     out = io.BytesIO()
     camera.sign(signer, "image/jpeg", io.BytesIO(photo), out)
@@ -166,9 +170,21 @@ def test_a_photo_with_its_own_credentials_keeps_them_as_the_ingredient_manifest(
     assert photo_manifest in store["manifests"]
     [ingredient] = store["manifests"][video.manifest_id]["ingredients"]
     assert ingredient["active_manifest"] == photo_manifest
-    assert verify_mp4(video.mp4, dev_root_pem(keys), watermark=False).ingredient_manifest_ids == (
-        photo_manifest,
-    )
+    v = verify_mp4(video.mp4, dev_root_pem(keys), watermark=False)
+    assert v.state == "Trusted" and v.ingredient_manifest_ids == (photo_manifest,)
+    # The camera's untrusted signer is reported, but does not spoil our own credential.
+    assert any("untrusted" in f for f in v.ingredient_failures)
+
+
+def test_a_photo_format_c2pa_cannot_parse_is_still_named_as_the_source(
+    keys: Path, marked_mp4: bytes
+) -> None:
+    gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"
+    video = sign_video(marked_mp4, gif, "image/gif", _info(), ensure_dev_identity(keys))
+    store, state = _read(video.mp4, dev_root_pem(keys))
+    assert state == "Trusted"
+    [ingredient] = store["manifests"][video.manifest_id]["ingredients"]
+    assert ingredient["relationship"] == "inputTo" and ingredient["format"] == "image/gif"
 
 
 def _pem(cert: x509.Certificate) -> bytes:
