@@ -13,9 +13,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +23,9 @@ from alive_service import moderation as mod
 from alive_service.config import Settings
 from alive_service.store import Conflict, NotFound, SqlStore, StoreUnavailable, upgrade
 from alive_service.store.interface import VideoRecord
+
+if TYPE_CHECKING:
+    import numpy as np
 
 T = TypeVar("T")
 
@@ -447,6 +449,7 @@ def contact_sheet(mp4: bytes, photo: bytes | None, frames: int = 8, tile: int = 
     """The source photo and ``frames`` evenly spaced frames, tiled 3 across (RGB)."""
     import av
     import cv2
+    import numpy as np
     from PIL import Image
 
     def thumb(rgb: np.ndarray) -> np.ndarray:

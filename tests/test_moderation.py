@@ -111,6 +111,15 @@ def a_video(store: SqlStore, owner: str = "alice", pdq_hex: str | None = None) -
     return store.add_video(record, b"mp4 " + record.id.encode(), b"photo " + record.id.encode())
 
 
+def test_the_quick_head_check_agrees_with_alembic(fresh_db: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    from alive_service.store.migrate import alembic_config, current_revision, head_revision
+
+    head = ScriptDirectory.from_config(alembic_config(fresh_db)).get_current_head()
+    assert head_revision() == head == current_revision(fresh_db)
+
+
 # -- intake ----------------------------------------------------------------------------------
 def test_reports_beyond_the_hourly_limit_are_refused(store: SqlStore) -> None:
     videos = [a_video(store) for _ in range(REPORTS_PER_HOUR + 1)]

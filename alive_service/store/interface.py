@@ -32,9 +32,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from safety.hashing import BankMatch
+if TYPE_CHECKING:  # numpy and OpenCV stay out of light clients such as alive-mod
+    from safety.hashing import BankMatch
 
 
 class StoreUnavailable(RuntimeError):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import create_engine, event, func, select, text, update
 from sqlalchemy.engine import Engine
@@ -29,7 +29,9 @@ from alive_service.store.interface import (
     TakenDown,
     VideoRecord,
 )
-from safety.hashing import BankMatch, MemoryHashBank
+
+if TYPE_CHECKING:
+    from safety.hashing import BankMatch
 
 T = TypeVar("T")
 
@@ -398,6 +400,9 @@ class SqlStore:
         rows = self._read(q)
         if not rows:
             return None
+        # Imported here: numpy and OpenCV stay out of light clients such as alive-mod.
+        from safety.hashing import BankMatch, MemoryHashBank
+
         # Read fresh on every check, so a takedown through any replica applies at once.
         bank_of = {entry_id: bank for entry_id, bank, _ in rows}
         match = MemoryHashBank("db", [(entry_id, h) for entry_id, _, h in rows]).nearest(
