@@ -17,7 +17,8 @@ def shrink(rgb: np.ndarray, min_side: int) -> tuple[np.ndarray, int]:
     [k*x, k*(x+1)) of the input. Odd last rows/columns are dropped.
     """
     k = 1
-    while max(rgb.shape[:2]) >= 2 * min_side:
+    # Stop before the short side of an extreme panorama would vanish.
+    while max(rgb.shape[:2]) >= 2 * min_side and min(rgb.shape[:2]) >= 4:
         h, w = rgb.shape[0] // 2, rgb.shape[1] // 2
         rgb = cv2.resize(rgb[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
         k *= 2

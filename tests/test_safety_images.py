@@ -244,3 +244,12 @@ def test_cli_prints_image_decision_with_face_count(safety_models: Path, tmp_path
     result = runner.invoke(app, ["image", str(photo), "--bank", str(bank)])
     payload = json.loads(result.output)
     assert payload["verdict"] == "block" and payload["bank_match"]["entry_id"] == "takedown-1"
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 5000, 3), (5000, 3, 3), (4001, 3001, 3)])
+def test_odd_sized_photos_are_checked_without_errors(
+    checker: SafetyChecker, shape: tuple[int, int, int]
+) -> None:
+    report = checker.check_image(np.full(shape, 128, dtype=np.uint8))
+    assert report.decision.verdict == "allow"
+    assert len(report.pdq_hex) == 64 and report.faces == ()
