@@ -173,6 +173,35 @@ def test_many_concurrent_reporters_all_land_while_a_moderator_works(store: SqlSt
     assert len(reports) == 16 and {r.reason for r in reports} == {"hate"}
 
 
+_REPORT_FOREVER = """
+import sys
+from pathlib import Path
+from alive_service.store import SqlStore
+store = SqlStore(sys.argv[1], Path(sys.argv[2]))
+videos = sys.argv[3].split(",")
+for i in range(100_000):
+    report, _ = store.upsert_report(videos[i % len(videos)], f"user{i}", "spam", "")
+    print(report.id, flush=True)  # acknowledged: committed
+"""
+
+
+def test_acknowledged_reports_survive_the_process_being_killed(
+    store: SqlStore, fresh_db: str, tmp_path: Path
+) -> None:
+    videos = [a_video(store).id for _ in range(3)]
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _REPORT_FOREVER, fresh_db, str(tmp_path / "blobs"),
+         ",".join(videos)], stdout=subprocess.PIPE, text=True,
+    )
+    assert writer.stdout is not None
+    acknowledged = [writer.stdout.readline().strip() for _ in range(25)]
+    writer.kill()  # SIGKILL, mid-stream: no clean shutdown
+    acknowledged += [line.strip() for line in writer.stdout if line.strip()]
+    writer.wait()
+    assert all(store.get_report(report_id) is not None for report_id in acknowledged)
+    assert len(store.list_reports()) >= len(acknowledged)
+
+
 # -- the queue -------------------------------------------------------------------------------
 def test_the_queue_puts_the_worst_harm_first_then_more_reporters_then_the_oldest(
     store: SqlStore,
@@ -326,6 +355,8 @@ def test_every_action_is_an_event_and_history_cannot_be_rewritten(
             "DELETE FROM reports",
             "DELETE FROM hash_bank_entries",
             "DELETE FROM strikes",
+            *(["TRUNCATE moderation_events, reports, hash_bank_entries, strikes CASCADE"]
+              if fresh_db.startswith("postgresql") else []),
         ):
             with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
                 conn.execute(sqlalchemy.text(statement))
@@ -447,6 +478,9 @@ def test_reports_to_takedown_to_restore_through_the_server_and_the_cli(
         code, reason, message = _refusal(lambda: alice.get_video(video_id))
         assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN")
         assert "taken down" in message
+        with AliveClient(server.addr, token=server.token("u4")) as late:
+            code, reason, _ = _refusal(lambda: late.report(video_id, pb.SPAM))
+        assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN")
         # The same photo, and a smaller recompressed copy, are refused before generation.
         for photo in (landscape_jpeg, _recompressed(landscape_jpeg)):
             code, reason, _ = _refusal(lambda p=photo: alice.animate(p, options=small))

@@ -57,6 +57,12 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION alive_refuse_change()"
             )
+        for table in ("moderation_events", *_NO_DELETE):
+            # TRUNCATE fires no row triggers: refuse it separately.
+            op.execute(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION alive_refuse_change()"
+            )
     else:
         for verb in ("UPDATE", "DELETE"):
             op.execute(
@@ -76,6 +82,8 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER moderation_events_append_only ON moderation_events")
         for table in _NO_DELETE:
             op.execute(f"DROP TRIGGER {table}_no_delete ON {table}")
+        for table in ("moderation_events", *_NO_DELETE):
+            op.execute(f"DROP TRIGGER {table}_no_truncate ON {table}")
         op.execute("DROP FUNCTION alive_refuse_change()")
     else:
         op.execute("DROP TRIGGER moderation_events_no_update")
