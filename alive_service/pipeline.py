@@ -50,6 +50,12 @@ class Refused(Exception):
 class Cancelled(Exception):
     """The client went away or its deadline passed; work stopped between frames."""
 
+    def __init__(self, stage: str, frames_done: int, frames_total: int) -> None:
+        super().__init__(f"the request was cancelled while {stage}")
+        self.stage = stage
+        self.frames_done = frames_done
+        self.frames_total = frames_total
+
 
 @dataclass(frozen=True)
 class AnimateRequest:
@@ -101,9 +107,11 @@ def animate(
     report = progress or (lambda stage, done, total: None)
     timings: dict[str, float] = {}
 
+    at = {"stage": "checking", "done": 0, "total": 0}
+
     def checkpoint() -> None:
         if cancelled():
-            raise Cancelled("the request was cancelled")
+            raise Cancelled(at["stage"], at["done"], at["total"])
 
     def timed(name: str, start: float) -> None:
         timings[name] = round(time.perf_counter() - start, 4)
@@ -133,9 +141,10 @@ def animate(
 
     start = time.perf_counter()
 
-    def on_frame(done: int, total: int) -> None:
+    def on_frame(done: int, total: int, stage: Stage = Stage.GENERATING) -> None:
+        at.update(stage=stage.name.lower(), done=done, total=total)
         checkpoint()
-        report(Stage.GENERATING, done, total)
+        report(stage, done, total)
 
     clip = parts.motion.animate(photo.rgb, image.faces, request.caption, request.options, on_frame)
     timed("motion", start)
@@ -153,7 +162,8 @@ def animate(
     watermark.embed(clip.frames, video_id)
     timed("watermark", start)
     start = time.perf_counter()
-    video = encode_mp4(clip.frames, clip.fps, parts.encode, _every(report, Stage.ENCODING, 12))
+    video = encode_mp4(clip.frames, clip.fps, parts.encode,
+                       lambda done, total: on_frame(done, total, Stage.ENCODING))
     timed("encode", start)
     checkpoint()
 
@@ -177,14 +187,6 @@ def animate(
     mp4 = parts.store.read_mp4(stored) if reused else signed.mp4
     report(Stage.DONE, len(clip.frames), len(clip.frames))
     return Result(stored, mp4, reused, timings)
-
-
-def _every(report: ProgressFn, stage: Stage, step: int) -> Callable[[int, int], None]:
-    def on_frame(done: int, total: int) -> None:
-        if done % step == 0 or done == total:
-            report(stage, done, total)
-
-    return on_frame
 
 
 def _record(

@@ -21,7 +21,7 @@ from alive_service.decode import DecodeLimits
 from alive_service.pipeline import Parts
 from alive_service.rpc import pb
 from alive_service.service import AliveServicer, Runtime, add_to_server
-from alive_service.store import SqlStore, upgrade
+from alive_service.store import SqlStore, StoreUnavailable, upgrade
 from provenance.keys import (
     CertificateError,
     SigningIdentity,
@@ -110,6 +110,29 @@ def build_server(
     return server, port, health_servicer
 
 
+def watch_database(store: SqlStore, health_servicer: health.HealthServicer,
+                   stopping: threading.Event, every_s: float = 2.0) -> None:
+    """Report SERVING only while the database answers, so balancers route around an outage."""
+    serving: bool | None = None
+    while not stopping.is_set():
+        try:
+            store.ping()
+            ok = True
+        except StoreUnavailable as exc:
+            ok = False
+            if serving is not False:
+                log.error("database unavailable", extra={"error": str(exc)})
+        if ok != serving:
+            status = (health_pb2.HealthCheckResponse.SERVING if ok
+                      else health_pb2.HealthCheckResponse.NOT_SERVING)
+            for name in ("", SERVICE_NAME):
+                health_servicer.set(name, status)
+            if serving is False:
+                log.info("database back")
+            serving = ok
+        stopping.wait(every_s)
+
+
 def main() -> None:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
@@ -139,14 +162,12 @@ def main() -> None:
             failed.set()
             server.stop(0)
             return
-        for name in ("", SERVICE_NAME):
-            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"addr": f"{host}:{port}"})
+        watch_database(runtime.parts.store, health_servicer, stopping)
 
     failed = threading.Event()
-    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
-
     stopping = threading.Event()
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
 
     def on_signal(signum: int, _frame: object) -> None:
         if stopping.is_set():

@@ -238,6 +238,10 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                                         "seconds": round(time.perf_counter() - started, 3)})
         except Exception as exc:  # noqa: BLE001 - every failure becomes a precise status
             error = self._translate(exc)
+            if isinstance(exc, Cancelled):
+                log.info("cancelled", extra={"request_id": request_id, "code": "CANCELLED",
+                                             "stage": exc.stage, "frames_done": exc.frames_done,
+                                             "frames_total": exc.frames_total})
             if isinstance(exc, Refused):
                 metrics.SAFETY_BLOCKS.labels(exc.decision.category or "unknown", exc.stage).inc()
             self._fail(context, "Animate", error)

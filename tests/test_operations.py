@@ -1,0 +1,186 @@
+"""The operator's view: capacity, deadlines, draining, a database outage, metrics."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from alive_service.client import AliveClient
+from alive_service.harness import ServerProcess, free_port, wait_serving
+from alive_service.rpc import error_info, pb
+from tests.pgcluster import PgCluster
+
+pytestmark = pytest.mark.integration
+
+SMALL = pb.AnimateOptions(long_side=256, duration_s=1.0)
+SLOW = pb.AnimateOptions(long_side=1920, duration_s=6.0, fps=30)
+
+
+def health_status(addr: str) -> int:
+    with grpc.insecure_channel(addr) as channel:
+        return health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5).status
+
+
+def log_events(server: ServerProcess) -> list[dict]:
+    events = []
+    for line in server.log().splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
+@pytest.fixture
+def one_worker(tmp_path: Path, model_dir: Path) -> Iterator[ServerProcess]:
+    """A server that runs one generation at a time and queues none."""
+    metrics_port = free_port()
+    process = ServerProcess(data_dir=tmp_path / "data", env={
+        "ALIVE_WORKERS": "1", "ALIVE_QUEUE_DEPTH": "0", "ALIVE_METRICS_PORT": str(metrics_port),
+    })
+    process.metrics_port = metrics_port  # type: ignore[attr-defined]
+    with process:
+        yield process
+
+
+def test_beyond_capacity_requests_are_refused_with_a_retry_hint(
+    one_worker: ServerProcess, landscape_jpeg: bytes,
+) -> None:
+    outcomes: list[object] = []
+    started = threading.Event()
+
+    def slow() -> None:
+        with AliveClient(one_worker.addr, token=one_worker.token("a")) as client:
+            outcomes.append(client.animate(landscape_jpeg, "", SLOW,
+                                           on_progress=lambda p: started.set()))
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    assert started.wait(60)
+    with AliveClient(one_worker.addr, token=one_worker.token("b")) as client, \
+            pytest.raises(grpc.RpcError) as refused:
+        client.animate(landscape_jpeg, "", SMALL)
+    reason, _, retry_after = error_info(refused.value)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert reason == "AT_CAPACITY" and retry_after and retry_after > 0
+    worker.join()
+    assert len(outcomes) == 1  # the admitted request was not disturbed
+
+
+def test_work_stops_when_the_client_goes_away(
+    one_worker: ServerProcess, landscape_jpeg: bytes,
+) -> None:
+    with AliveClient(one_worker.addr, token=one_worker.token("a"), timeout_s=1.0) as client, \
+            pytest.raises(grpc.RpcError) as gone:
+        client.animate(landscape_jpeg, "", SLOW)
+    assert gone.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The worker is freed: with one worker and no queue, a new request is admitted once
+    # the abandoned one has stopped (well before it could have finished).
+    with AliveClient(one_worker.addr, token=one_worker.token("b")) as client:
+        for _ in range(100):
+            try:
+                assert client.animate(landscape_jpeg, "", SMALL).info.video_id
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                time.sleep(0.2)
+        else:
+            pytest.fail("the abandoned request kept the only worker")
+    cancelled = [e for e in log_events(one_worker) if e.get("msg") == "cancelled"]
+    assert cancelled and cancelled[0]["frames_done"] < cancelled[0]["frames_total"]
+
+
+def test_metrics_count_requests_stages_and_blocks(
+    one_worker: ServerProcess, landscape_jpeg: bytes,
+) -> None:
+    with AliveClient(one_worker.addr, token=one_worker.token("a")) as client:
+        client.animate(landscape_jpeg, "", SMALL)
+        with pytest.raises(grpc.RpcError):
+            client.animate(landscape_jpeg, "I will kill you", SMALL)
+    port = one_worker.metrics_port  # type: ignore[attr-defined]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'alive_requests_total{code="OK",method="Animate"} 1.0' in text
+    assert 'alive_stage_seconds_count{stage="motion"} 1.0' in text
+    assert "alive_safety_blocks_total{" in text
+    assert "alive_queue_depth" in text
+
+
+def test_a_graceful_stop_finishes_the_requests_in_flight(
+    tmp_path: Path, model_dir: Path, landscape_jpeg: bytes,
+) -> None:
+    server = ServerProcess(data_dir=tmp_path / "data").start()
+    outcomes: list[object] = []
+    generating = threading.Event()
+
+    def animate() -> None:
+        with AliveClient(server.addr, token=server.token("a")) as client:
+            def on_progress(p: pb.Progress) -> None:
+                if p.stage == pb.STAGE_GENERATING:
+                    generating.set()
+            try:
+                outcomes.append(client.animate(landscape_jpeg, "", SLOW, on_progress=on_progress))
+            except grpc.RpcError as exc:
+                outcomes.append(exc)
+
+    worker = threading.Thread(target=animate)
+    worker.start()
+    assert generating.wait(60)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    worker.join()
+    assert server.process.wait(90) == 0
+    (result,) = outcomes
+    assert not isinstance(result, grpc.RpcError), result
+    assert result.info.video_id  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PgCluster]:
+    try:
+        cluster = PgCluster()
+    except (FileNotFoundError, OSError) as exc:
+        pytest.skip(f"cannot make a PostgreSQL cluster here: {exc}")
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+def test_a_database_outage_gives_clear_errors_and_loses_nothing_committed(
+    own_postgres: PgCluster, tmp_path: Path, model_dir: Path, landscape_jpeg: bytes,
+) -> None:
+    with ServerProcess(data_dir=tmp_path / "data", db_url=own_postgres.url) as server, \
+            AliveClient(server.addr, token=server.token("a")) as client:
+        made = client.animate(landscape_jpeg, "", SMALL)
+        report = client.report(made.info.video_id, pb.SPAM, "before the outage")
+
+        own_postgres.stop()
+        for call in (lambda: client.get_video(made.info.video_id),
+                     lambda: client.report(made.info.video_id, pb.HATE),
+                     lambda: client.animate(landscape_jpeg, "", SMALL)):
+            with pytest.raises(grpc.RpcError) as failed:
+                call()
+            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert error_info(failed.value)[0] == "STORE_UNAVAILABLE"
+        for _ in range(50):
+            if health_status(server.addr) == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            time.sleep(0.2)
+        assert health_status(server.addr) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+        own_postgres.start()
+        wait_serving(server.addr, timeout_s=30)
+        assert client.get_video(made.info.video_id) == made.mp4
+        again = client.report(made.info.video_id, pb.HATE, "after the outage")
+        assert again.report_id == report.report_id and again.updated
+        assert client.animate(landscape_jpeg, "", SMALL).info.video_id
