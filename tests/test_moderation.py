@@ -309,6 +309,31 @@ def test_a_refused_takedown_changes_nothing(store: SqlStore) -> None:
     assert {r.status for r in store.reports_for(video.id)} == {"open"}
 
 
+def test_two_moderators_taking_down_at_once_make_one_takedown(store: SqlStore) -> None:
+    video = a_video(store, owner="bob")
+    store.upsert_report(video.id, "u1", "violence", "")
+    outcomes: list[str] = []
+    start = threading.Barrier(4)
+
+    def take_down(moderator: str) -> None:
+        start.wait()
+        try:
+            mod.resolve(store, moderator, video.id, "takedown", note="gore", force=True)
+            outcomes.append("done")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=take_down, args=(m,)) for m in ("mia", "lee", "kim", "ana")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict", "conflict", "conflict", "done"]
+    assert len(store.strikes_for("bob")) == 1
+    assert len(store.bank_entries(mod.TAKEDOWN_BANK)) == 1
+    assert [e.action for e in store.events_for(video.id)] == ["takedown"]
+
+
 # -- claims and history ----------------------------------------------------------------------
 def test_a_claim_conflicts_while_another_moderator_holds_it(store: SqlStore) -> None:
     video = a_video(store)
@@ -408,6 +433,45 @@ def test_bank_import_adds_new_hashes_once_and_refuses_a_bad_file(store: SqlStore
         mod.bank_remove(store, "mia", entries[0].id)
     assert [e.action for e in reversed(store.events(actor="mia"))] == [
         "bank_import", "bank_remove"]
+
+
+def test_the_cli_keeps_banks_notes_and_history_and_wants_a_name(
+    store: SqlStore, fresh_db: str, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from alive_service.mod_cli import app
+
+    video = a_video(store, owner="bob")
+    store.upsert_report(video.id, "u1", "harassment", "")
+    env = {"ALIVE_DATA_DIR": str(tmp_path), "ALIVE_DB_URL": fresh_db}
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0, who: str | None = "mia") -> str:
+        result = runner.invoke(app, [*(["--moderator", who] if who else []), *args], env=env)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    assert "--moderator" in run("queue", who=None, code=2)
+    hashes = tmp_path / "partner.txt"
+    hashes.write_text(f"{'ab' * 32} known bad\n{'cd' * 32}\n")
+    assert "imported 2" in run("bank", "import", str(hashes), "--bank", "partner")
+    assert "refused" in run("bank", "add", "ab" * 32, "--bank", "partner", code=1)
+    (entry,) = [e for e in json.loads(run("bank", "list", "--json")) if e["note"] == "known bad"]
+    run("bank", "remove", entry["id"], "--note", "false positive")
+    assert len(json.loads(run("bank", "list", "--bank", "partner", "--all", "--json"))) == 2
+    assert len(json.loads(run("bank", "list", "--bank", "partner", "--json"))) == 1
+
+    report_id = store.reports_for(video.id)[0].id
+    run("claim", report_id)  # a report id stands for its video
+    assert "claimed by mia" in run("claim", video.id, who="lee", code=1)
+    run("note", video.id, "asked the reporter for context")
+    run("resolve", video.id, "--action", "dismiss")
+    history = json.loads(run("history", video.id, "--json"))
+    assert [e["action"] for e in history] == ["dismiss", "note", "claim"]
+    stats = json.loads(run("stats", "--json"))
+    assert stats["resolved_reports"] == 1 and stats["by_resolution"] == {"dismiss": 1}
+    assert "1 report(s)" in run("show", video.id, "--no-verify")
 
 
 # -- the whole loop: real server, real CLI ---------------------------------------------------
