@@ -34,10 +34,8 @@ def _images() -> dict[str, np.ndarray]:
 
 
 def bit_accuracy(mp4: bytes, video_id: str) -> tuple[float, bool, float]:
-    soft, _ = wm._bit_stats(wm._mp4_luma_grid(mp4, 72))
-    truth = wm.id_to_bits(video_id)
     found, confidence = wm.extract_video_id(mp4)
-    return float(np.mean(np.sign(soft) == truth)), found == video_id, confidence
+    return wm.bit_accuracy(mp4, video_id), found == video_id, confidence
 
 
 def _ms(fn: Callable[[], object], repeat: int = 3) -> float:

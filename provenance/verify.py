@@ -124,20 +124,17 @@ def read_manifest(data: bytes, trust_anchors_pem: bytes | None) -> Verification:
             state = reader.get_validation_state() or "Invalid"
     except c2pa.C2paError as exc:
         text = str(exc)
-        if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in text or "not found" in text:
+        if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in text:
             return _absent()
+        if "could not be parsed" in text or "invalid BMFF" in text:
+            # Not an MP4 we can read at all: nothing is claimed, so nothing is absent-but-lost.
+            return replace(_absent(), failures=(f"asset.unparseable: {text}",))
         # A manifest is there but cannot even be parsed: that is tampering, not absence.
-        return Verification(
+        return replace(
+            _absent(),
             manifest_present=True,
             state="Invalid",
-            ai_generated=False,
-            signer=None,
-            claim_generator=None,
-            manifest_id=None,
-            params={},
             failures=(f"manifest.unreadable: {text}",),
-            watermark_video_id=None,
-            watermark_confidence=0.0,
         )
     label = store.get("active_manifest")
     manifest = (store.get("manifests") or {}).get(label) or {}

@@ -2,23 +2,23 @@
 
 Life cycle of the mark::
 
-    video id (16 hex) ─> 64 bits + CRC-16 ─> ±1 per bit ─> spread over a canonical grid of
-    ~2300 cells (each cell belongs to one bit, with a keyed pseudo-random sign)
-      embed:   grid ─> upsample to the frame size (flat cells, soft edges) ─> scaled by local
-               texture ─> ONE additive luma pattern P per video; frame t gets c(t)·P where the
-               temporal code c = (+,-,+,-) over the four quarters of the clip
-      extract: frames of any size ─> luma ─> box-downsample to the grid ─> Σ c(t)·grid(t)
+    video id (16 hex) ─> 64 bits + CRC-16 ─> ±1 per bit ─> spread over a canonical grid
+    (~2300 cells, 400 for small videos; each cell belongs to one bit, keyed ±1 sign)
+      embed:   grid ─> upsample to the frame size (flat cells, soft edges) ─> weighted by
+               local texture ─> ONE additive luma pattern P per video; frame t gets c(t)·P,
+               with the temporal code c = (+,-,+,-) over the four quarters of the clip
+      extract: frames of any size ─> luma ─> box-downsample to each grid ─> Σ c(t)·grid(t)
                ─> high-pass ─> correlate each bit's cells ─> CRC (flipping up to 5 weakest
                bits) ─> id, or None
 
 Why a temporal code: the picture itself correlates with any spatial carrier far more than a
-2-grey-level mark can, and the clip is a near-still photo, so Σ c(t)·frame(t) cancels the
-picture exactly (c sums to zero) and leaves only the mark; c is also orthogonal to the
-loop's slowest sway and zoom. The flips are hard (a gradual ramp is skipped by H.264's
-inter prediction and lost). Why it survives: the grid is defined relative to the frame, so a
-50% downscale maps onto the same grid; a cell is ~20 px at 720p, coarse enough for H.264's
-quantiser; 72 frames are averaged. Why it is invisible: a couple of grey levels, soft-edged,
-leaning on texture, PSNR >= 40 dB enforced. A wrong read is rejected by the CRC.
+2-grey-level mark can, but the clip is a near-still photo, so Σ c(t)·frame(t) cancels the
+picture (c sums to zero) and leaves the mark; c is also orthogonal to a loop's slowest sway
+and zoom. The flips are hard: a gradual ramp is skipped by H.264's inter prediction and lost.
+Why it survives: the grid is defined relative to the frame, so a 50% downscale maps onto the
+same grid; a cell is ~20 px at 720p, coarse enough for H.264's quantiser; all frames are
+summed. Why it is invisible: a couple of grey levels, soft-edged, leaning on texture, PSNR
+>= 40 dB enforced. A wrong read is rejected by the CRC and a sharpness test, not returned.
 """
 
 from __future__ import annotations
@@ -35,36 +35,30 @@ import cv2
 import numpy as np
 
 ALG = "com.alive.wm.v1"
-CELLS = 48 * 48  # canonical grid cell count; its shape follows the frame's aspect ratio
+# Canonical grids (cell counts; the shape follows the aspect ratio). Videos whose short side
+# is under SMALL_SIDE use the coarse one so a cell stays >= ~8 px; readers try both.
+CELLS = 48 * 48
+CELLS_SMALL = 20 * 20
+SMALL_SIDE = 400
 ID_BITS = 64
 CRC_BITS = 16
 N_BITS = ID_BITS + CRC_BITS
 AMPLITUDE = 2.4  # grey levels of a cell before texture weighting
-MIN_PSNR_DB = 41.0  # embed scales the pattern down if it would cost more than this
+AMPLITUDE_SMALL = 3.0  # small videos have fewer pixels per bit, so each must say more
+MIN_PSNR_DB = 40.3  # embed scales the pattern down if it would cost more than this
 MASK_FLOOR, MASK_DIV, MASK_CEIL = 0.5, 8.0, 1.8
 SOFTEN = 0.15  # edge blur of a cell, as a fraction of the cell size
-N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials: ~1/2000 false-accept)
+WORK_CELL_PX = 8  # the pattern is drawn at a resolution with this many pixels per cell
+N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials)
 # Sharpness of unmarked pictures measured over 10,500 carrier draws: mean 1.39, max 2.04.
 MIN_SHARPNESS = 2.2  # below this the soft bits look like an unmarked picture
 NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 4.0  # confidence 0 and 1
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_NEIGHBOURS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32) / 4
+_PLANAR_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"})
 
 
-def grid_shape(height: int, width: int) -> tuple[int, int]:
-    """Grid rows and columns for a frame: about CELLS square-ish cells, same for any scale."""
-    rows = max(8, round(math.sqrt(CELLS * height / width)))
-    return rows, max(8, round(CELLS / rows))
-
-
-@lru_cache(maxsize=8)
-def _carriers(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bit index per cell, ±1 sign per cell, cells per bit), fixed by the algorithm name."""
-    seed = int.from_bytes(hashlib.sha256(f"{ALG}/{shape}".encode()).digest()[:8], "little")
-    rng = np.random.default_rng(seed)
-    cells = shape[0] * shape[1]
-    bit_of = (np.arange(cells) % N_BITS)[rng.permutation(cells)].reshape(shape)
-    sign = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=shape)
-    count = np.bincount(bit_of.ravel(), minlength=N_BITS)
-    return bit_of.astype(np.int64), sign.astype(np.float32), count
+# ---- payload ------------------------------------------------------------------------
 
 
 def _crc16(payload: bytes) -> int:
@@ -73,7 +67,10 @@ def _crc16(payload: bytes) -> int:
 
 def id_to_bits(video_id: str) -> np.ndarray:
     """64 id bits then 16 CRC bits, as ±1 floats."""
-    raw = bytes.fromhex(video_id)
+    try:
+        raw = bytes.fromhex(video_id)
+    except ValueError:
+        raw = b""
     if len(raw) != 8 or video_id != video_id.lower():
         raise ValueError(f"video id must be 16 lowercase hex characters, got {video_id!r}")
     word = int.from_bytes(raw, "big") << CRC_BITS | _crc16(raw)
@@ -89,39 +86,33 @@ def bits_to_id(bits: np.ndarray) -> str | None:
     return raw.hex() if _crc16(raw) == word & 0xFFFF else None
 
 
-_NEIGHBOURS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32) / 4
+# ---- grid and carriers ----------------------------------------------------------------
 
 
-def _highpass(grid: np.ndarray) -> np.ndarray:
-    # Cell minus the mean of its 4 neighbours: the picture is smooth at this scale and mostly
-    # cancels, while the carriers are independent from cell to cell and stay whole.
-    return grid - cv2.filter2D(grid, -1, _NEIGHBOURS, borderType=cv2.BORDER_REFLECT)
+def grid_shape(height: int, width: int, cells: int = CELLS) -> tuple[int, int]:
+    """Rows and columns of about ``cells`` square cells: the same for any scale of a frame."""
+    rows = max(4, round(math.sqrt(cells * height / width)))
+    return rows, max(4, round(cells / rows))
 
 
-def _bit_stats(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per bit: mean of (high-passed cell × sign), and its standard error."""
-    bit_of, sign, count = _carriers(grid.shape)
-    prod = (_highpass(grid) * sign).ravel().astype(np.float64)
-    idx = bit_of.ravel()
-    mean = np.bincount(idx, prod, minlength=N_BITS) / count
-    sq = np.bincount(idx, prod * prod, minlength=N_BITS) / count
-    se = np.sqrt(np.maximum(sq - mean * mean, 1e-12) / np.maximum(count - 1, 1))
-    return mean, se
+def _is_small(height: int, width: int) -> bool:
+    return min(height, width) < SMALL_SIDE
 
 
-_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+def embed_grid_shape(height: int, width: int) -> tuple[int, int]:
+    return grid_shape(height, width, CELLS_SMALL if _is_small(height, width) else CELLS)
 
 
-def _to_grid(image: np.ndarray) -> np.ndarray:
-    """Box-average a luma (H, W) or RGB (H, W, 3) frame down to the grid, as luma."""
-    rows, cols = grid_shape(*image.shape[:2])
-    small = cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
-    # Luma is linear in RGB, so averaging first and weighting after is the same, and cheaper.
-    return small @ _LUMA_WEIGHTS if small.ndim == 3 else small
-
-
-def _luma(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
+@lru_cache(maxsize=16)
+def _carriers(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bit index per cell, ±1 sign per cell, cells per bit), fixed by ALG and the shape."""
+    seed = int.from_bytes(hashlib.sha256(f"{ALG}/{shape}".encode()).digest()[:8], "little")
+    rng = np.random.default_rng(seed)
+    cells = shape[0] * shape[1]
+    bit_of = (np.arange(cells) % N_BITS)[rng.permutation(cells)].reshape(shape)
+    sign = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=shape)
+    count = np.bincount(bit_of.ravel(), minlength=N_BITS)
+    return bit_of.astype(np.int64), sign.astype(np.float32), count
 
 
 def temporal_code(n_frames: int) -> np.ndarray:
@@ -130,12 +121,28 @@ def temporal_code(n_frames: int) -> np.ndarray:
     return np.where(np.sin(4 * np.pi * t) >= 0, 1.0, -1.0).astype(np.float32)
 
 
-def _code_grid(grids: list[np.ndarray]) -> np.ndarray:
-    """Σ c(t)·grid(t) / Σ c(t)²: the picture cancels, the mark remains."""
-    code = temporal_code(len(grids))
-    if len(grids) < 4 or abs(float(code.sum())) == len(grids):
-        raise ValueError("need at least 4 frames to read the watermark")
-    return np.tensordot(code, np.stack(grids), axes=1) / float(np.sum(code * code))
+def _to_grid(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Box-average a luma (H, W) or RGB (H, W, 3) frame down to the grid, as luma."""
+    small = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    small = small.astype(np.float32)
+    # Luma is linear in RGB, so averaging first and weighting after is the same, and cheaper.
+    return small @ _LUMA if small.ndim == 3 else small
+
+
+def _highpass(grid: np.ndarray) -> np.ndarray:
+    # Cell minus the mean of its 4 neighbours: what is left of the picture after the temporal
+    # code is smooth at this scale, while the carriers are independent from cell to cell.
+    return grid - cv2.filter2D(grid, -1, _NEIGHBOURS, borderType=cv2.BORDER_REFLECT)
+
+
+def soft_bits(grid: np.ndarray) -> np.ndarray:
+    """Per bit: mean of (high-passed cell × sign); its sign is the bit."""
+    bit_of, sign, count = _carriers(grid.shape)
+    prod = (_highpass(grid) * sign).ravel().astype(np.float64)
+    return np.bincount(bit_of.ravel(), prod, minlength=N_BITS) / count
+
+
+# ---- embedding ------------------------------------------------------------------------
 
 
 def _texture_mask(small: np.ndarray) -> np.ndarray:
@@ -149,30 +156,23 @@ def _texture_mask(small: np.ndarray) -> np.ndarray:
     return mask / float(mask.mean())
 
 
-def _render(amp: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Per-bit amplitudes -> (H, W) float pattern: flat cells, soft edges, texture-weighted.
-
-    Built at the mask's quarter resolution and upsampled once: the pattern is smooth, and
-    a full-resolution blur would cost more than the whole embedding should.
-    """
-    h, w = size
-    sh, sw = mask.shape
-    bit_of, sign, _ = _carriers(grid_shape(h, w))
-    grid = (amp[bit_of] * sign).astype(np.float32)
-    up = cv2.resize(grid, (sw, sh), interpolation=cv2.INTER_NEAREST)
-    soft = max(0.5, SOFTEN * sh / bit_of.shape[0])
-    small = cv2.GaussianBlur(up, (0, 0), soft) * mask
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 def make_pattern(frames: np.ndarray, video_id: str) -> np.ndarray:
-    """The int16 (H, W) luma pattern P; frame t receives temporal_code[t]·P."""
+    """The int16 (H, W) luma pattern P; frame t receives temporal_code(T)[t]·P."""
     bits = id_to_bits(video_id)
     h, w = frames.shape[1:3]
-    small = cv2.resize(
-        _luma(frames[len(frames) // 2]), (max(8, w // 4), max(8, h // 4)), cv2.INTER_AREA
-    )
-    pattern = _render(bits * AMPLITUDE, _texture_mask(small), (h, w))
+    rows, cols = embed_grid_shape(h, w)
+    bit_of, sign, _ = _carriers((rows, cols))
+    # Drawn at a reduced resolution (WORK_CELL_PX per cell) and upsampled once: the pattern
+    # is smooth, and a full-resolution blur would cost more than the whole embedding should.
+    ws = (min(w, cols * WORK_CELL_PX), min(h, rows * WORK_CELL_PX))
+    middle = frames[len(frames) // 2]
+    luma = cv2.cvtColor(middle, cv2.COLOR_RGB2GRAY) if middle.ndim == 3 else middle
+    mask = _texture_mask(cv2.resize(luma, ws, interpolation=cv2.INTER_AREA))
+    amplitude = AMPLITUDE_SMALL if _is_small(h, w) else AMPLITUDE
+    grid = (bits[bit_of] * sign * amplitude).astype(np.float32)
+    cells = cv2.resize(grid, ws, interpolation=cv2.INTER_NEAREST)
+    soft = cv2.GaussianBlur(cells, (0, 0), max(0.5, SOFTEN * WORK_CELL_PX)) * mask
+    pattern = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
     rms = float(np.sqrt(np.mean(pattern * pattern)))
     max_rms = 255.0 / 10 ** (MIN_PSNR_DB / 20)
     if rms > max_rms:
@@ -184,7 +184,7 @@ def make_pattern(frames: np.ndarray, video_id: str) -> np.ndarray:
 class LumaMark:
     """The mark for one video, ready to add to Y planes frame by frame.
 
-    Three times cheaper than embed() on RGB when the encoder converts to I420 anyway:
+    About three times cheaper than embed() on RGB when the encoder converts to I420 anyway:
     ``mark = LumaMark.plan(frames, video_id)`` once, then ``mark.apply(y, t)`` per frame
     (y = the top H rows of the I420 buffer, modified in place).
     """
@@ -212,6 +212,8 @@ def embed(frames: np.ndarray, video_id: str) -> None:
     """Add the watermark for ``video_id`` in place to (T, H, W, 3) uint8 RGB frames."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError("frames must be a (T, H, W, 3) uint8 RGB array")
+    if len(frames) < 4:
+        raise ValueError("the watermark needs at least 4 frames")
     pattern = make_pattern(frames, video_id)
     # Saturating adds of the positive and negative halves: no int16 copy of the video.
     pos = np.repeat(np.clip(pattern, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
@@ -222,23 +224,25 @@ def embed(frames: np.ndarray, video_id: str) -> None:
         cv2.subtract(frame, down, dst=frame)
 
 
+# ---- extraction -----------------------------------------------------------------------
+
+
 def _sharpness(soft: np.ndarray) -> float:
     """Mean over spread of |soft| without the N_ERASE weakest bits.
 
-    A marked video puts nearly every bit at a similar, clearly non-zero level (>3); noise
-    from an unmarked picture is half-normal (~1.3).
+    A marked video puts nearly every bit at a similar, clearly non-zero level (>3); an
+    unmarked picture gives half-normal noise (~1.4).
     """
     mags = np.sort(np.abs(soft))[N_ERASE:]
-    return float(mags.mean() / (mags.std() + 1e-6))
+    return float(mags.mean() / (mags.std() + 1e-9))
 
 
 def decode_from_grid(grid: np.ndarray) -> tuple[str | None, float]:
-    """Soft bits -> id, trying flips of the N_ERASE least reliable bits against the CRC."""
-    soft, _ = _bit_stats(grid)
+    """Code-summed grid -> (id, confidence), flipping the N_ERASE least reliable bits."""
+    soft = soft_bits(grid)
     sharp = _sharpness(soft)
-    confidence = float(
-        np.clip((sharp - NOISE_SHARPNESS) / (SURE_SHARPNESS - NOISE_SHARPNESS), 0, 1)
-    )
+    span = SURE_SHARPNESS - NOISE_SHARPNESS
+    confidence = float(np.clip((sharp - NOISE_SHARPNESS) / span, 0.0, 1.0))
     if sharp < MIN_SHARPNESS:
         return None, confidence
     weakest = np.argsort(np.abs(soft))[:N_ERASE]
@@ -255,56 +259,93 @@ def decode_from_grid(grid: np.ndarray) -> tuple[str | None, float]:
     return None, confidence * 0.5
 
 
-_PLANAR_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"})
+class _GridSums:
+    """Accumulates Σ c(t)·grid(t) for both grid levels as frames stream past."""
+
+    def __init__(self) -> None:
+        self.grids: dict[tuple[int, int], list[np.ndarray]] = {}
+
+    def add(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        for cells in (CELLS, CELLS_SMALL):
+            shape = grid_shape(h, w, cells)
+            self.grids.setdefault(shape, []).append(_to_grid(image, shape))
+
+    def summed(self) -> list[np.ndarray]:
+        out = []
+        for grids in self.grids.values():
+            if len(grids) < 4:
+                raise ValueError("need at least 4 frames to read the watermark")
+            code = temporal_code(len(grids))
+            out.append(np.tensordot(code, np.stack(grids), axes=1) / float(np.sum(code * code)))
+        return out
+
+    def decode(self) -> tuple[str | None, float]:
+        best: tuple[str | None, float] = (None, 0.0)
+        for summed in self.summed():
+            found = decode_from_grid(summed)
+            if found[0] is not None:
+                return found
+            best = max(best, found, key=lambda f: f[1])
+        return best
 
 
-def _mp4_luma_grid(data: bytes, max_frames: int) -> np.ndarray:
-    grids: list[np.ndarray] = []
+def _y_plane(frame: av.VideoFrame) -> np.ndarray:
+    if frame.format.name in _PLANAR_YUV:
+        # The Y plane is the luma we need: no RGB conversion.
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        return np.ascontiguousarray(y[:, : frame.width])
+    return frame.to_ndarray(format="gray")
+
+
+def _decode(data: bytes, max_frames: int, visit: object) -> int:
+    n = 0
     try:
         with av.open(io.BytesIO(data)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                if frame.format.name in _PLANAR_YUV:
-                    # The Y plane is the luma we need: no RGB conversion.
-                    plane = frame.planes[0]
-                    y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-                    y = np.ascontiguousarray(y[:, : frame.width])
-                else:
-                    y = frame.to_ndarray(format="gray")
-                grids.append(_to_grid(y))
-                if len(grids) >= max_frames:
+                visit(frame)  # type: ignore[operator]
+                n += 1
+                if n >= max_frames:
                     break
     except (av.FFmpegError, IndexError) as exc:
         raise ValueError(f"cannot decode video: {exc}") from exc
-    return _code_grid(grids)
+    if n == 0:
+        raise ValueError("video has no frames")
+    return n
+
+
+def _sums(frames: np.ndarray | bytes, max_frames: int) -> _GridSums:
+    sums = _GridSums()
+    if isinstance(frames, bytes | bytearray | memoryview):
+        _decode(bytes(frames), max_frames, lambda f: sums.add(_y_plane(f)))
+    else:
+        for frame in frames[:max_frames]:
+            sums.add(frame)
+    return sums
+
+
+def bit_accuracy(frames: np.ndarray | bytes, video_id: str, max_frames: int = 72) -> float:
+    """Share of the 80 payload bits read correctly before any CRC repair (best grid level)."""
+    truth = id_to_bits(video_id)
+    return max(
+        float(np.mean(np.sign(soft_bits(g)) == truth)) for g in _sums(frames, max_frames).summed()
+    )
 
 
 def extract_video_id(frames: np.ndarray | bytes, max_frames: int = 72) -> tuple[str | None, float]:
     """Recover the video id from frames ((T,H,W,3) RGB or (T,H,W) luma) or MP4 bytes.
 
-    Returns (id, confidence); id is None when no mark is found or the CRC rejects the read.
+    Returns (id, confidence in [0, 1]); id is None when no mark is found or the CRC rejects
+    every candidate read. Raises ValueError for undecodable input or fewer than 4 frames.
     """
-    if isinstance(frames, bytes | bytearray | memoryview):
-        grid = _mp4_luma_grid(bytes(frames), max_frames)
-    else:
-        grid = _code_grid([_to_grid(f) for f in frames[:max_frames]])
-    return decode_from_grid(grid)
+    return _sums(frames, max_frames).decode()
 
 
 def decode_mp4_frames(data: bytes, max_frames: int = 72) -> np.ndarray:
     """Decode up to ``max_frames`` frames of an MP4 into a (T, H, W, 3) uint8 RGB array."""
     out: list[np.ndarray] = []
-    try:
-        with av.open(io.BytesIO(data)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                out.append(frame.to_ndarray(format="rgb24"))
-                if len(out) >= max_frames:
-                    break
-    except (av.FFmpegError, IndexError) as exc:
-        raise ValueError(f"cannot decode video: {exc}") from exc
-    if not out:
-        raise ValueError("video has no frames")
+    _decode(data, max_frames, lambda f: out.append(f.to_ndarray(format="rgb24")))
     return np.stack(out)
