@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _drop(admin: sqlalchemy.Engine, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
+def pg_template() -> Iterator[tuple[str, ThreadPoolExecutor]]:
     if not _pg_available():
         pytest.skip("PostgreSQL is not reachable")
     name = f"alive_modtmpl_{uuid.uuid4().hex[:8]}"
@@ -70,7 +71,10 @@ def pg_template() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     upgrade(_pg_url(name))
-    yield name
+    # Dropping a database takes a second (it checkpoints): do it beside the next test.
+    dropper = ThreadPoolExecutor(max_workers=1)
+    yield name, dropper
+    dropper.shutdown(wait=True)
     _drop(admin, name)
     admin.dispose()
 
@@ -82,14 +86,18 @@ def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         upgrade(url)
         yield url
         return
-    template = request.getfixturevalue("pg_template")
+    template, dropper = request.getfixturevalue("pg_template")
     name = f"alive_mod_{uuid.uuid4().hex[:10]}"
     admin = _admin()
     with admin.connect() as conn:
         conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     yield _pg_url(name)
-    _drop(admin, name)
-    admin.dispose()
+
+    def drop() -> None:
+        _drop(admin, name)
+        admin.dispose()
+
+    dropper.submit(drop)
 
 
 @pytest.fixture
