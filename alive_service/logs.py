@@ -31,3 +31,5 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Migrations run at every start; their chatter is not news.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

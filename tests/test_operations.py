@@ -22,7 +22,7 @@ from tests.pgcluster import PgCluster
 pytestmark = pytest.mark.integration
 
 SMALL = pb.AnimateOptions(long_side=256, duration_s=1.0)
-SLOW = pb.AnimateOptions(long_side=1920, duration_s=6.0, fps=30)
+SLOW = pb.AnimateOptions(long_side=1280, duration_s=4.0)
 
 
 def health_status(addr: str) -> int:
