@@ -28,6 +28,8 @@ class Settings:
     # Work limits: generation is CPU bound, so run at most one per core and queue a few.
     workers: int = field(default_factory=lambda: os.cpu_count() or 2)
     queue_depth: int = 8
+    # Per user, counted in the database so every replica enforces the same limit.
+    user_requests_per_minute: int = 20
     # Provenance: empty paths mean "create a dev CA under data_dir/keys".
     sign_cert: str = ""
     sign_key: str = ""

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -136,6 +137,15 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                            "the service is loading its models; retry shortly", retry_after_s=2.0)
         return self.rt.parts
 
+    def _rate_limit(self, parts: Parts, user: str) -> None:
+        limit = self.rt.settings.user_requests_per_minute
+        # Every request that gets past validation records a caption decision.
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        if parts.store.count_decisions(user, stage="caption", since=since) >= limit:
+            raise RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "USER_RATE_LIMITED",
+                           f"at most {limit} videos a minute per user; slow down",
+                           retry_after_s=20.0)
+
     def _video_for(self, video_id: str, user: str) -> VideoRecord:
         record = self._parts().store.get_video(video_id)
         if record is None:
@@ -205,6 +215,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                 options=validate.options(request.options),
                 idempotency_key=validate.idempotency_key(request.idempotency_key),
             )
+            self._rate_limit(parts, user)
             events: queue.Queue[tuple[str, Any]] = queue.Queue()
             stop = threading.Event()
 

@@ -48,6 +48,7 @@ def one_worker(tmp_path: Path, model_dir: Path) -> Iterator[ServerProcess]:
     metrics_port = free_port()
     process = ServerProcess(data_dir=tmp_path / "data", env={
         "ALIVE_WORKERS": "1", "ALIVE_QUEUE_DEPTH": "0", "ALIVE_METRICS_PORT": str(metrics_port),
+        "ALIVE_USER_REQUESTS_PER_MINUTE": "3",
     })
     process.metrics_port = metrics_port  # type: ignore[attr-defined]
     with process:
@@ -76,6 +77,21 @@ def test_beyond_capacity_requests_are_refused_with_a_retry_hint(
     assert reason == "AT_CAPACITY" and retry_after and retry_after > 0
     worker.join()
     assert len(outcomes) == 1  # the admitted request was not disturbed
+
+
+def test_a_user_over_the_rate_limit_is_told_to_slow_down_and_others_are_not(
+    one_worker: ServerProcess, landscape_jpeg: bytes,
+) -> None:
+    with AliveClient(one_worker.addr, token=one_worker.token("eager")) as eager:
+        for _ in range(3):
+            eager.animate(landscape_jpeg, "", SMALL)
+        with pytest.raises(grpc.RpcError) as limited:
+            eager.animate(landscape_jpeg, "", SMALL)
+    reason, _, retry_after = error_info(limited.value)
+    assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert reason == "USER_RATE_LIMITED" and retry_after
+    with AliveClient(one_worker.addr, token=one_worker.token("patient")) as patient:
+        assert patient.animate(landscape_jpeg, "", SMALL).info.video_id
 
 
 def test_work_stops_when_the_client_goes_away(

@@ -295,11 +295,16 @@ class SqlStore:
 
         return self._read(q)
 
-    def count_decisions(self, user: str | None = None) -> int:
+    def count_decisions(self, user: str | None = None, stage: str | None = None,
+                        since: datetime | None = None) -> int:
         def q(s: Session) -> int:
             stmt = select(func.count()).select_from(schema.Decision)
             if user is not None:
                 stmt = stmt.where(schema.Decision.user == user)
+            if stage is not None:
+                stmt = stmt.where(schema.Decision.stage == stage)
+            if since is not None:
+                stmt = stmt.where(schema.Decision.created_at > since)
             return int(s.scalar(stmt) or 0)
 
         return self._read(q)
@@ -496,6 +501,15 @@ class SqlStore:
         def q(s: Session) -> dict[str, VideoRecord]:
             rows = s.scalars(select(schema.Video).where(schema.Video.id.in_(list(video_ids))))
             return {r.id: _video(r) for r in rows}
+
+        return self._read(q)
+
+    def count_videos(self, status: str | None = None) -> int:
+        def q(s: Session) -> int:
+            stmt = select(func.count()).select_from(schema.Video)
+            if status is not None:
+                stmt = stmt.where(schema.Video.status == status)
+            return int(s.scalar(stmt) or 0)
 
         return self._read(q)
 
