@@ -402,17 +402,35 @@ def bank_list(
     out.print(table)
 
 
+def photo_pdq(path: Path) -> str:
+    """The PDQ hash of a photo, decoded the way the server decodes uploads (EXIF rotation)."""
+    from alive_service.decode import DecodeError, decode_photo
+    from safety.hashing import pdq_hash
+
+    try:
+        return pdq_hash(decode_photo(path.read_bytes()).rgb)[0]
+    except DecodeError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
 @bank_app.command("add")
 def bank_add(
     ctx: typer.Context,
-    pdq_hex: str = typer.Argument(..., metavar="PDQ_HEX"),
+    pdq_hex: str | None = typer.Argument(None, metavar="[PDQ_HEX]"),
     bank: str = typer.Option(..., help="bank name"),
+    image: Path | None = typer.Option(None, exists=True, dir_okay=False,
+                                      help="hash this photo instead of giving PDQ_HEX"),
     note: str = typer.Option(""),
 ) -> None:
-    """Add one PDQ hash to a bank."""
+    """Add one PDQ hash (or a photo's) to a bank."""
     env = _env(ctx)
-    entry = _guard(lambda: mod.bank_add(env.store, env.moderator, bank, pdq_hex, note))
-    out.print(f"added {entry.id} to {bank}")
+    if (pdq_hex is None) == (image is None):
+        err.print("[red]error:[/] give either PDQ_HEX or --image")
+        raise typer.Exit(2)
+    value = pdq_hex if pdq_hex is not None else _guard(lambda: photo_pdq(image))  # type: ignore[arg-type]
+    source = f"image {image.name}" if image is not None else "manual"
+    entry = _guard(lambda: mod.bank_add(env.store, env.moderator, bank, value, note, source))
+    out.print(f"added {entry.id} ({entry.pdq_hex}) to {bank}")
 
 
 @bank_app.command("remove")

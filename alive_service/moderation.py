@@ -400,8 +400,6 @@ def stats(store: SqlStore) -> Stats:
     durations = [
         (r.resolved_at - r.created_at).total_seconds() for r in resolved if r.resolved_at
     ]
-    taken_down = {e.video_id for e in store.events() if e.action in ("takedown", "restore")}
-    videos = store.videos_by_id([v for v in taken_down if v])
     return Stats(
         open_reports=len(unresolved), open_videos=len({r.video_id for r in unresolved}),
         escalated_reports=sum(r.status == "escalated" for r in unresolved),
@@ -409,5 +407,5 @@ def stats(store: SqlStore) -> Stats:
         median_resolution_s=statistics.median(durations) if durations else None,
         by_reason=dict(sorted(by_reason.items(), key=lambda kv: -SEVERITY.get(kv[0], 0))),
         by_resolution=by_resolution,
-        videos_taken_down=sum(v.status == "taken_down" for v in videos.values()),
+        videos_taken_down=store.count_videos(status="taken_down"),
     )

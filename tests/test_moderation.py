@@ -444,11 +444,11 @@ def test_bank_import_adds_new_hashes_once_and_refuses_a_bad_file(store: SqlStore
 
 
 def test_the_cli_keeps_banks_notes_and_history_and_wants_a_name(
-    store: SqlStore, fresh_db: str, tmp_path: Path
+    store: SqlStore, fresh_db: str, tmp_path: Path, landscape_jpeg: bytes
 ) -> None:
     from typer.testing import CliRunner
 
-    from alive_service.mod_cli import app
+    from alive_service.mod_cli import app, photo_pdq
 
     video = a_video(store, owner="bob")
     store.upsert_report(video.id, "u1", "harassment", "")
@@ -465,6 +465,11 @@ def test_the_cli_keeps_banks_notes_and_history_and_wants_a_name(
     hashes.write_text(f"{'ab' * 32} known bad\n{'cd' * 32}\n")
     assert "imported 2" in run("bank", "import", str(hashes), "--bank", "partner")
     assert "refused" in run("bank", "add", "ab" * 32, "--bank", "partner", code=1)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(landscape_jpeg)
+    run("bank", "add", "--image", str(photo), "--bank", "takedowns")
+    match = store.nearest(photo_pdq(photo), 0)
+    assert match is not None and match.bank == "takedowns"
     (entry,) = [e for e in json.loads(run("bank", "list", "--json")) if e["note"] == "known bad"]
     run("bank", "remove", entry["id"], "--note", "false positive")
     assert len(json.loads(run("bank", "list", "--bank", "partner", "--all", "--json"))) == 2
