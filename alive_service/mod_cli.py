@@ -99,6 +99,16 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
 
@@ -355,7 +365,7 @@ def stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
     out.print(f"open reports {result.open_reports} on {result.open_videos} video(s) "
               f"({result.escalated_reports} escalated); resolved {result.resolved_reports}; "
               f"median time to resolution "
-              + (f"{median / 3600:.1f} h" if median is not None else "-")
+              + (_duration(median) if median is not None else "-")
               + f"; videos taken down {result.videos_taken_down}")
     table = _table("by reason", "reason", "open", "resolved")
     for reason, counts in result.by_reason.items():
