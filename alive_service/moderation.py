@@ -189,6 +189,8 @@ def release(store: SqlStore, moderator: str, video_id: str, force: bool = False,
     """Give a claim back without deciding."""
     with store.moderation(now) as tx:
         video = tx.lock_video(video_id)
+        if _active_claim(video, tx.now) is None:
+            raise Conflict(f"video {video_id} is not claimed")
         _check_claim(video, moderator, tx.now, force)
         tx.set_claim(video_id, None)
         return tx.add_event(moderator, "release", video_id=video_id)

@@ -185,7 +185,10 @@ class Store(Protocol):
     # Reports
     def upsert_report(
         self, video_id: str, reporter: str, reason: str, details: str
-    ) -> tuple[ReportRecord, bool]: ...
+    ) -> tuple[ReportRecord, bool]:
+        """(report, updated): a reporter's second report on a video updates the first
+        (and reopens it if it was resolved). NotFound for an unknown video, TakenDown for
+        one taken down, RateLimited beyond the reporter's hourly allowance."""
     def reports_for(self, video_id: str) -> Sequence[ReportRecord]: ...
 
     # Hash banks (the safety stage's HashBank)
