@@ -267,8 +267,13 @@ class _GridSums:
 
     def add(self, image: np.ndarray) -> None:
         h, w = image.shape[:2]
-        for cells in (CELLS, CELLS_SMALL):
-            shape = grid_shape(h, w, cells)
+        shapes = [grid_shape(h, w, cells) for cells in (CELLS, CELLS_SMALL)]
+        # One full-size resize to 4 px per fine cell, then both grids from that: the box
+        # averages barely change and a second full-size pass would double the cost.
+        rows, cols = shapes[0]
+        if h > 4 * rows and w > 4 * cols:
+            image = cv2.resize(image, (4 * cols, 4 * rows), interpolation=cv2.INTER_AREA)
+        for shape in shapes:
             self.grids.setdefault(shape, []).append(_to_grid(image, shape))
 
     def summed(self) -> list[np.ndarray]:
