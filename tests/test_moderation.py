@@ -135,7 +135,7 @@ def test_reports_beyond_the_hourly_limit_are_refused(store: SqlStore) -> None:
         store.upsert_report(video.id, "eager", "spam", "")
     with pytest.raises(RateLimited) as refused:
         store.upsert_report(videos[-1].id, "eager", "spam", "")
-    assert refused.value.retry_after_s > 0
+    assert 3500 < refused.value.retry_after_s <= 3600  # when the first one leaves the window
     # The limit is per user: someone else still gets through.
     store.upsert_report(videos[-1].id, "calm", "spam", "")
 

@@ -323,17 +323,19 @@ class SqlStore:
                             text("SELECT pg_advisory_xact_lock(hashtextextended(:r, 7))"),
                             {"r": reporter},
                         )
-                    recent = session.scalar(
-                        select(func.count())
-                        .select_from(schema.ReportSubmission)
+                    recent, oldest = session.execute(
+                        select(func.count(), func.min(schema.ReportSubmission.created_at))
                         .where(
                             schema.ReportSubmission.reporter == reporter,
                             schema.ReportSubmission.created_at > now - timedelta(hours=1),
                         )
-                    )
+                    ).one()
                     if (recent or 0) >= REPORTS_PER_HOUR:
+                        # The window frees a slot when its oldest submission turns an hour old.
+                        wait = (_aware(oldest) + timedelta(hours=1) - now).total_seconds()
                         raise RateLimited(
-                            f"at most {REPORTS_PER_HOUR} reports an hour; try again later", 600.0
+                            f"at most {REPORTS_PER_HOUR} reports an hour; try again later",
+                            max(1.0, wait),
                         )
                     video = session.get(schema.Video, video_id)
                     if video is None:
