@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from alive_service.motion import Clip, MotionOptions, load_motion_model
-from alive_service.motion.model import OnnxMotionModel, output_size
+from alive_service.motion.model import OnnxMotionModel, output_size, resize_photo
 from alive_service.motion.steering import steer
 
 SMALL = MotionOptions(long_side=320, duration_s=1.0, fps=24)
@@ -119,7 +119,10 @@ def test_first_frame_is_the_resized_photo(model: OnnxMotionModel) -> None:
     photo = data.astronaut()
     clip = model.animate(photo, [ASTRONAUT_FACE], "", SMALL)
     h, w = clip.frames.shape[1:3]
-    assert np.array_equal(clip.frames[0], cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(clip.frames[0], resize_photo(photo, SMALL.long_side))
+    reference = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA).astype(np.float64)
+    mse = np.mean((clip.frames[0] - reference) ** 2)
+    assert 10 * np.log10(255**2 / mse) > 30  # and that is a faithful downscale
     assert clip.frames.flags["C_CONTIGUOUS"] and clip.frames.dtype == np.uint8
 
 

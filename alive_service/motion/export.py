@@ -4,7 +4,8 @@ Build time only (imports torch). Writes into ``out_dir``:
   motion_fields.onnx  MotionFieldNet: regions, faces, params, times -> basis, coef_a, coef_b, mix
   motion_render.onnx  RenderNet: photo, source, alpha, basis, coefs, mix -> uint8 frames (GPU)
   motion.json         model id, version and the sha256 of both files
-Idempotent: skips the export when motion.json names this version and the files hash right.
+Idempotent: skips the export when motion.json names this version and source digest and the
+files hash right.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def source_digest() -> str:
+    """Hash of the files that define the exported graphs: a changed definition re-exports."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in ("fieldnet.py", "rendernet.py", "layout.py", "version.py", "export.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
+
+
 def _up_to_date(out_dir: Path) -> bool:
     manifest = out_dir / MANIFEST_FILE
     if not manifest.is_file():
@@ -36,7 +46,7 @@ def _up_to_date(out_dir: Path) -> bool:
         info = json.loads(manifest.read_text())
     except ValueError:
         return False
-    if info.get("model_version") != MODEL_VERSION:
+    if info.get("model_version") != MODEL_VERSION or info.get("source") != source_digest():
         return False
     files = info.get("files", {})
     return all(
@@ -111,6 +121,7 @@ def build(out_dir: Path) -> None:
         "model_id": MODEL_ID,
         "model_version": MODEL_VERSION,
         "files": {name: sha256_file(out_dir / name) for name in (FIELDS_FILE, RENDER_FILE)},
+        "source": source_digest(),
         "weights": "none (closed-form motion); faces come from MTCNN (facenet-pytorch, MIT)",
     }
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -17,8 +17,9 @@ Inputs (field grid: ``h x w`` cells of CELL = 4 output pixels):
   times   [T]        t / duration in [0, 1)
 Outputs (backward sampling offsets in cells: frame(x) = source(x + flow(x))):
   basis   [K, 2, h, w]
-  coef_a  [T, K]   phase A: the sky has drifted by t of its full drift
-  coef_b  [T, K]   phase B: the sky has drifted by t - 1 (at rest again when t reaches 1)
+  coef_a  [T, K]   phase A: the sky has drifted by e(t) of its full drift (e: t eased in and
+                   out at the loop point)
+  coef_b  [T, K]   phase B: the sky has drifted by e(t) - 1 (at rest again when t reaches 1)
   mix     [T]      weight of phase B: 0, then a smoothstep to 1 over the loop's last
                    `crossfade`. Frame 0 is phase A at rest; the last frame flows into phase B
                    at rest, which is frame 0 again (the two-phase Eulerian loop).
@@ -62,12 +63,25 @@ class MotionFieldNet(nn.Module):
         camera, camera_c = self._camera(params, xs, ys, h, w, t)
         basis = torch.cat([sky, water, face, camera], dim=0)
         periodic = torch.cat([water_c, face_c, camera_c], dim=1)
-        coef_a = torch.cat([t.unsqueeze(1), periodic], dim=1)
-        coef_b = torch.cat([(t - 1.0).unsqueeze(1), periodic], dim=1)
+        drift_t = self._eased(t, torch.clamp(_p(params, "ease"), 1e-3, 0.45))
+        coef_a = torch.cat([drift_t.unsqueeze(1), periodic], dim=1)
+        coef_b = torch.cat([(drift_t - 1.0).unsqueeze(1), periodic], dim=1)
         fade = torch.clamp(_p(params, "crossfade"), min=1e-3)
         ramp = torch.clamp((t - (1.0 - fade)) / fade, 0.0, 1.0)
         mix = ramp * ramp * (3.0 - 2.0 * ramp)
         return basis, coef_a, coef_b, mix
+
+    @staticmethod
+    def _eased(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Drift progress 0 -> 1 whose speed eases in over the first ``w`` of the loop and out
+        over the last: the frames next to the loop point are nearly at rest, so resampling
+        (which softens grain) does not pop where the clip wraps to the pristine frame 0."""
+        x1 = torch.clamp(t / w, 0.0, 1.0)
+        x2 = torch.clamp((t - (1.0 - w)) / w, 0.0, 1.0)
+        # Integrals of smoothstep (3x^2 - 2x^3 -> x^3 - x^4 / 2) and of its complement.
+        rise = w * (x1**3 - 0.5 * x1**4) + torch.clamp(t - w, min=0.0)
+        fall = w * (x2 - x2**3 + 0.5 * x2**4)
+        return (rise - fall) / (1.0 - w)
 
     @staticmethod
     def _water(water, params, xs, ys, h, w, t) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,10 +91,10 @@ class MotionFieldNet(nn.Module):
         d = torch.clamp((ys - horizon) / h, min=0.0) + 0.03
         z = 1.0 / d
         x_plane = (xs - 0.5 * w) / h * z
-        reach = torch.clamp(1.0 - horizon / h, min=0.05) + 0.03  # d at the bottom row
-        # Amplitude ~ d^1.5: strongest nearest the viewer; the fine ripples near the horizon,
-        # which the field grid could not carry, fade out.
-        amp = _p(params, "water_px") * torch.pow(torch.clamp(d / reach, max=1.0), 1.5) * water
+        reach = torch.clamp(_p(params, "water_reach"), min=0.05) + 0.03  # d at the water's foot
+        # Amplitude ~ d (the apparent size of a wave of fixed height): strongest nearest the
+        # viewer; the fine ripples near the horizon, which the grid could not carry, fade out.
+        amp = _p(params, "water_px") * torch.clamp(d / reach, max=1.0) * water
         theta0 = _p(params, "water_theta")
         phase0 = _p(params, "water_phase")
         cycles = _p(params, "water_cycles")

@@ -16,6 +16,8 @@ PARAM_NAMES = (
     "camera_angle",  # pan direction, radians
     "blink_at",  # time of the blink in [0, 1)
     "crossfade",  # fraction of the loop, at its end, over which the sky phases crossfade
+    "water_reach",  # height of the water area (top to bottom) as a fraction of the field height
+    "ease",  # fraction of the loop at each end over which the sky drift eases in / out
 )
 PARAM_INDEX = {name: i for i, name in enumerate(PARAM_NAMES)}
 FACE_COLS = 12  # 5 landmarks (x, y) in field cells, eye distance in cells, valid flag

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +27,12 @@ from alive_service.motion.interface import (
     RenderJob,
 )
 from alive_service.motion.layout import FACE_COLS, PARAM_INDEX, PARAM_NAMES
-from alive_service.motion.regions import find_regions, pull_push_fill, refine_alpha
+from alive_service.motion.regions import (
+    find_regions,
+    gray_guide,
+    pull_push_fill,
+    refine_alpha,
+)
 from alive_service.motion.render import Cv2Renderer, OnnxRenderer, cuda_available, ort_providers
 from alive_service.motion.steering import steer
 from alive_service.motion.version import (
@@ -43,10 +49,11 @@ log = logging.getLogger(__name__)
 # Default magnitudes, as fractions of the output's long side (px = fraction * long side).
 SKY_SPEED = 0.008  # drift per second
 SKY_MAX = 0.04  # cap on the drift over one loop (the crossfade shows both ends)
-WATER_AMP = 0.0032  # ripple amplitude nearest the viewer
+WATER_AMP = 0.0045  # ripple amplitude nearest the viewer
 CAMERA_ZOOM = 0.025
 CAMERA_PAN = 0.004
-CROSSFADE = 0.5  # fraction of the loop over which the two sky phases crossfade
+EASE = 0.1  # fraction of the loop at each end over which the drift eases in / out
+CROSSFADE = 0.4  # fraction of the loop over which the two sky phases crossfade
 MIN_REGION = 0.015  # below this fraction of the frame a region is ignored
 MIN_EYE_PX = 6.0  # faces smaller than this (eye distance, output pixels) are left alone
 
@@ -61,8 +68,16 @@ def resize_photo(rgb: np.ndarray, long_side: int) -> np.ndarray:
     """The photo at the output size: this is frame 0 of the clip, exactly."""
     h_in, w_in = rgb.shape[:2]
     h, w = output_size(h_in, w_in, long_side)
-    interp = cv2.INTER_AREA if h < h_in else cv2.INTER_LINEAR
-    return np.ascontiguousarray(cv2.resize(rgb, (w, h), interpolation=interp))
+    k = min(h_in // h, w_in // w)
+    if k >= 2:
+        # Box-average by a whole factor first (OpenCV's fast path; it needs sides divisible
+        # by k, so up to k-1 edge pixels are dropped), then a short bilinear step.
+        rgb = cv2.resize(
+            rgb[: h_in - h_in % k, : w_in - w_in % k],
+            (w_in // k, h_in // k),
+            interpolation=cv2.INTER_AREA,
+        )
+    return np.ascontiguousarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR))
 
 
 def _check_options(o: MotionOptions) -> None:
@@ -121,6 +136,8 @@ class OnnxMotionModel:
         face_s = options.face * steering.face
 
         regions = find_regions(photo, steering.hint_sky, steering.hint_water)
+        if not steering.hint_sky and _backdrop_behind_portrait(regions.sky, faces, w_in, h_in):
+            regions = replace(regions, sky=np.zeros_like(regions.sky))
         use_sky = sky_s > 0 and regions.sky_fraction >= MIN_REGION
         use_water = water_s > 0 and regions.water_fraction >= MIN_REGION
         face_rows = self._faces(faces, w_in / w, face_s) if face_s > 0 else []
@@ -133,8 +150,9 @@ class OnnxMotionModel:
         camera_s = 0.0 if found else options.camera
 
         hc, wc = -(-h // CELL), -(-w // CELL)
-        alpha_sky = refine_alpha(regions.sky, photo) if use_sky else None
-        alpha_water = refine_alpha(regions.water, photo) if use_water else None
+        guide = gray_guide(photo) if use_sky or use_water else None
+        alpha_sky = refine_alpha(regions.sky, photo, guide) if use_sky else None
+        alpha_water = refine_alpha(regions.water, photo, guide) if use_water else None
         support = np.zeros((2, hc, wc), np.float32)
         for i, a in enumerate((alpha_sky, alpha_water)):
             if a is not None:
@@ -166,6 +184,8 @@ class OnnxMotionModel:
             "camera_angle": camera_angle,
             "blink_at": blink_at,
             "crossfade": CROSSFADE,
+            "water_reach": regions.water_bottom - regions.water_top if use_water else 1.0,
+            "ease": EASE,
         }
         params = np.zeros(len(PARAM_NAMES), np.float32)
         for name, v in values.items():
@@ -263,6 +283,28 @@ class OnnxMotionModel:
                 min(box[3], (x1 + 1) * CELL),
             )
         return RenderJob(photo, source, alpha, box, drift_box, *motion, use_sky)
+
+
+def _backdrop_behind_portrait(
+    sky: np.ndarray, faces: Sequence[FaceLike], w_in: int, h_in: int
+) -> bool:
+    """A smooth blue or grey area right around a large face is a studio backdrop or a wall
+    far more often than a sky; drifting it would only invite halos round the hair. Only a
+    caption that mentions the sky keeps it."""
+    if not sky.any():
+        return False
+    h, w = sky.shape
+    for face in faces:
+        x0, y0, x1, y1 = face.box
+        if (x1 - x0) * (y1 - y0) < 0.02 * w_in * h_in:
+            continue
+        bw, bh = x1 - x0, y1 - y0  # look one face-width around the face
+        xa, xb = max(0, (x0 - bw) / w_in), min(1, (x1 + bw) / w_in)
+        ya, yb = max(0, (y0 - 0.5 * bh) / h_in), min(1, (y1 + 0.5 * bh) / h_in)
+        near = sky[int(ya * h) : int(np.ceil(yb * h)), int(xa * w) : int(np.ceil(xb * w))]
+        if near.size and near.mean() > 0.05:
+            return True
+    return False
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:

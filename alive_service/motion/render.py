@@ -109,13 +109,12 @@ class _Window:
         gx, gy = np.meshgrid(
             np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32)
         )
+        # The clamp error is separable: x depends on the column only, y on the row only.
         corr = np.dstack([gx, gy]) - self._upsample(self.cells)
-        rows = np.nonzero(np.abs(corr).max(axis=(1, 2)) > 0.01)[0]
-        corr_cols = corr.copy()
-        corr_cols[rows] = 0.0
-        cols = np.nonzero(np.abs(corr_cols).max(axis=(0, 2)) > 0.01)[0]
-        self.fix_rows = (rows, corr[rows])
-        self.fix_cols = (cols, corr_cols[:, cols])
+        self.fix_x = np.nonzero(np.abs(corr[0, :, 0]) > 0.01)[0]
+        self.fix_x_by = corr[0, self.fix_x, 0].copy()
+        self.fix_y = np.nonzero(np.abs(corr[:, 0, 1]) > 0.01)[0]
+        self.fix_y_by = corr[self.fix_y, 0, 1].copy()[:, None]
 
     def _upsample(self, cells: np.ndarray) -> np.ndarray:
         up = cv2.resize(cells, self.size, interpolation=cv2.INTER_LINEAR)
@@ -127,12 +126,10 @@ class _Window:
             if coef[i] != 0.0:
                 coords = cv2.scaleAdd(field, float(coef[i]), coords)
         maps = self._upsample(coords)
-        rows, fix = self.fix_rows
-        if rows.size:
-            maps[rows] += fix
-        cols, fix = self.fix_cols
-        if cols.size:
-            maps[:, cols] += fix
+        for i, col in enumerate(self.fix_x):
+            maps[:, col, 0] += self.fix_x_by[i]
+        if self.fix_y.size:
+            maps[self.fix_y, :, 1] += self.fix_y_by
         # Float maps straight into remap: converting them to fixed point first costs more than
         # the fixed-point remap saves.
         return cv2.remap(self.source, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
