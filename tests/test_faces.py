@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -130,6 +132,28 @@ def test_tiny_or_non_rgb_images(detector: FaceDetector) -> None:
         detector.detect(np.zeros((64, 64), np.uint8))
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         detector.detect(np.zeros((64, 64, 3), np.float32))
+
+
+def test_detection_runs_without_importing_torch(model_dir: Path) -> None:
+    # The server process should not pay for (or need) torch; only build() may import it.
+    code = (
+        "import sys, numpy as np, skimage.data\n"
+        "from pathlib import Path\n"
+        "from safety.faces import FaceDetector, build\n"
+        f"build(Path({str(model_dir)!r}))\n"
+        f"faces = FaceDetector(Path({str(model_dir)!r})).detect(skimage.data.astronaut())\n"
+        "assert len(faces) == 1, faces\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
 
 
 # --- Reference check: imports torch (build-time dependency), runs facenet-pytorch's cascade ---
