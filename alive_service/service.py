@@ -23,7 +23,14 @@ from alive_service.config import Settings
 from alive_service.decode import DecodeError
 from alive_service.pipeline import AnimateRequest, Cancelled, Parts, Refused, Stage, animate
 from alive_service.rpc import RpcError, pb, pb_grpc, rich_status
-from alive_service.store import Conflict, NotFound, RateLimited, StoreUnavailable, VideoRecord
+from alive_service.store import (
+    Conflict,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+    TakenDown,
+    VideoRecord,
+)
 from provenance.verify import verify_mp4
 
 log = logging.getLogger("alive.service")
@@ -184,6 +191,8 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
         if isinstance(exc, RateLimited):
             return RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED", str(exc),
                             retry_after_s=exc.retry_after_s)
+        if isinstance(exc, TakenDown):
+            return RpcError(grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN", str(exc))
         if isinstance(exc, NotFound):
             return RpcError(grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND", str(exc))
         if isinstance(exc, StoreUnavailable):

@@ -10,6 +10,7 @@ from alive_service.store.interface import (
     ReportRecord,
     Store,
     StoreUnavailable,
+    TakenDown,
     VideoRecord,
 )
 from alive_service.store.migrate import upgrade
@@ -17,5 +18,6 @@ from alive_service.store.sql import SqlStore, new_id
 
 __all__ = [
     "BankEntry", "Conflict", "DecisionRecord", "EventRecord", "NotFound", "RateLimited",
-    "ReportRecord", "SqlStore", "Store", "StoreUnavailable", "VideoRecord", "new_id", "upgrade",
+    "ReportRecord", "SqlStore", "Store", "StoreUnavailable", "TakenDown",
+    "VideoRecord", "new_id", "upgrade",
 ]
