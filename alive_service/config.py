@@ -30,6 +30,8 @@ class Settings:
     queue_depth: int = 8
     # Per user, counted in the database so every replica enforces the same limit.
     user_requests_per_minute: int = 20
+    # Repeat offenders: this many upheld takedowns and a user may no longer generate.
+    strike_limit: int = 3
     # Provenance: empty paths mean "create a dev CA under data_dir/keys".
     sign_cert: str = ""
     sign_key: str = ""

@@ -153,6 +153,14 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                            f"at most {limit} videos a minute per user; slow down",
                            retry_after_s=20.0)
 
+    def _strikes(self, parts: Parts, user: str) -> None:
+        strikes = parts.store.strikes_for(user)
+        if len(strikes) >= self.rt.settings.strike_limit:
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED, "REPEAT_OFFENDER",
+                           f"{len(strikes)} of your videos were taken down after review; "
+                           "this account may no longer create videos",
+                           metadata={"strikes": str(len(strikes))})
+
     def _video_for(self, video_id: str, user: str) -> VideoRecord:
         record = self._parts().store.get_video(video_id)
         if record is None:
@@ -225,6 +233,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                 idempotency_key=validate.idempotency_key(request.idempotency_key),
             )
             self._rate_limit(parts, user)
+            self._strikes(parts, user)
             events: queue.Queue[tuple[str, Any]] = queue.Queue()
             stop = threading.Event()
 

@@ -200,3 +200,25 @@ def test_a_database_outage_gives_clear_errors_and_loses_nothing_committed(
         again = client.report(made.info.video_id, pb.HATE, "after the outage")
         assert again.report_id == report.report_id and again.updated
         assert client.animate(landscape_jpeg, "", SMALL).info.video_id
+
+
+def test_a_repeat_offender_may_no_longer_generate(
+    tmp_path: Path, model_dir: Path, landscape_jpeg: bytes, portrait_jpeg: bytes,
+) -> None:
+    from skimage import data
+
+    from alive_service import moderation
+    from alive_service.store import SqlStore
+    from tests.conftest import jpeg
+
+    photos = [landscape_jpeg, portrait_jpeg, jpeg(data.coffee()), jpeg(data.chelsea())]
+    with ServerProcess(data_dir=tmp_path / "data") as server, \
+            AliveClient(server.addr, token=server.token("repeat")) as client:
+        store = SqlStore(f"sqlite:///{server.data_dir / 'alive.db'}", server.data_dir / "blobs")
+        for photo in photos[:3]:
+            made = client.animate(photo, "", SMALL)
+            moderation.resolve(store, "mia", made.info.video_id, "takedown", note="upheld")
+        with pytest.raises(grpc.RpcError) as denied:
+            client.animate(photos[3], "", SMALL)
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_info(denied.value)[0] == "REPEAT_OFFENDER"
