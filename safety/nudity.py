@@ -16,30 +16,10 @@ import cv2
 import numpy as np
 
 from safety.decision import CheckResult, judge
-from safety.policy import Policy
+from safety.policy import NUDENET_CLASSES, Policy
 from safety.runtime import onnx_session
 
-# Order of the model's class channels (the ONNX metadata `names` says the same).
-LABELS: tuple[str, ...] = (
-    "FEMALE_GENITALIA_COVERED",
-    "FACE_FEMALE",
-    "BUTTOCKS_EXPOSED",
-    "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED",
-    "MALE_BREAST_EXPOSED",
-    "ANUS_EXPOSED",
-    "FEET_EXPOSED",
-    "BELLY_COVERED",
-    "FEET_COVERED",
-    "ARMPITS_COVERED",
-    "ARMPITS_EXPOSED",
-    "FACE_MALE",
-    "BELLY_EXPOSED",
-    "MALE_GENITALIA_EXPOSED",
-    "ANUS_COVERED",
-    "FEMALE_BREAST_COVERED",
-    "BUTTOCKS_COVERED",
-)
+LABELS = NUDENET_CLASSES
 INPUT_SIZE = 320
 MODEL_FILE = "nudenet_320n.onnx"
 _MIN_SCORE = 0.2  # candidates below this are dropped before NMS (NudeNet uses the same)

@@ -24,29 +24,29 @@ CAPTION_CATEGORIES: tuple[str, ...] = (
 )
 
 
-# NudeNet 320n's classes (safety.nudity.LABELS has them in channel order).
-NUDENET_LABELS = frozenset(
-    {
-        "FEMALE_GENITALIA_COVERED",
-        "FACE_FEMALE",
-        "BUTTOCKS_EXPOSED",
-        "FEMALE_BREAST_EXPOSED",
-        "FEMALE_GENITALIA_EXPOSED",
-        "MALE_BREAST_EXPOSED",
-        "ANUS_EXPOSED",
-        "FEET_EXPOSED",
-        "BELLY_COVERED",
-        "FEET_COVERED",
-        "ARMPITS_COVERED",
-        "ARMPITS_EXPOSED",
-        "FACE_MALE",
-        "BELLY_EXPOSED",
-        "MALE_GENITALIA_EXPOSED",
-        "ANUS_COVERED",
-        "FEMALE_BREAST_COVERED",
-        "BUTTOCKS_COVERED",
-    }
+# NudeNet 320n's classes, in the order of the model's class channels (its ONNX
+# metadata `names` says the same); safety.nudity decodes the output with it.
+NUDENET_CLASSES: tuple[str, ...] = (
+    "FEMALE_GENITALIA_COVERED",
+    "FACE_FEMALE",
+    "BUTTOCKS_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "MALE_BREAST_EXPOSED",
+    "ANUS_EXPOSED",
+    "FEET_EXPOSED",
+    "BELLY_COVERED",
+    "FEET_COVERED",
+    "ARMPITS_COVERED",
+    "ARMPITS_EXPOSED",
+    "FACE_MALE",
+    "BELLY_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+    "ANUS_COVERED",
+    "FEMALE_BREAST_COVERED",
+    "BUTTOCKS_COVERED",
 )
+NUDENET_LABELS = frozenset(NUDENET_CLASSES)
 
 
 @dataclass(frozen=True)
