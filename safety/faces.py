@@ -253,8 +253,9 @@ def _area_resize(sat: np.ndarray, oh: int, ow: int) -> np.ndarray:
     """The whole image resized to the nets' [1, 3, oh, ow] input exactly as facenet does it.
 
     facenet resamples with torch's area mode, i.e. adaptive average pooling: each output pixel
-    is the plain mean of a whole-pixel window. cv2.INTER_AREA weights fractional pixels instead,
-    which moves scores near the thresholds, so we read the window sums from the table.
+    is the plain mean of a whole-pixel window. cv2.INTER_AREA weights fractional pixels instead
+    (it moved final boxes by up to 2 px on the sample portraits), so we read the window sums
+    from the table.
     """
     y0, y1 = _pool_bounds(np.array(0), np.array(sat.shape[1] - 1), oh)
     x0, x1 = _pool_bounds(np.array(0), np.array(sat.shape[2] - 1), ow)
