@@ -78,9 +78,11 @@ class MotionFieldNet(nn.Module):
         (which softens grain) does not pop where the clip wraps to the pristine frame 0."""
         x1 = torch.clamp(t / w, 0.0, 1.0)
         x2 = torch.clamp((t - (1.0 - w)) / w, 0.0, 1.0)
-        # Integrals of smoothstep (3x^2 - 2x^3 -> x^3 - x^4 / 2) and of its complement.
+        # Speed: smoothstep up over the first w, 1, smoothstep down over the last w. Its
+        # integral: the ramp-up's (x^3 - x^4 / 2) plus the linear part, minus what the
+        # ramp-down loses against speed 1 (again the integral of a smoothstep).
         rise = w * (x1**3 - 0.5 * x1**4) + torch.clamp(t - w, min=0.0)
-        fall = w * (x2 - x2**3 + 0.5 * x2**4)
+        fall = w * (x2**3 - 0.5 * x2**4)
         return (rise - fall) / (1.0 - w)
 
     @staticmethod

@@ -46,13 +46,21 @@ class Cv2Renderer:
                 if progress:
                     progress(t + 1, t_total)
             return
-        win_a = _Window(job, job.bbox)
-        win_b = _Window(job, job.drift_bbox) if job.two_phase else None
+        # OpenCV's remap is ~2.5x faster on 4-channel images than on 3-channel ones, more
+        # than paying for one RGBA->RGB conversion per frame.
+        source4 = cv2.cvtColor(job.source, cv2.COLOR_RGB2RGBA)
+        win_a = _Window(job, job.bbox, source4)
+        win_b = _Window(job, job.drift_bbox, source4) if job.two_phase else None
         alpha = job.alpha[y0:y1, x0:x1]
-        full = (alpha >= 1.0).astype(np.uint8)
-        band = np.nonzero((alpha > 0.0) & (alpha < 1.0))
-        band_a = alpha[band][:, None]
-        photo_band = photo[y0:y1, x0:x1][band].astype(np.float32)
+        outside = (alpha <= 0.0).astype(np.uint8)
+        has_outside = bool(outside.any())
+        # The fractional band, as flat indices, blended in 8-bit fixed point.
+        by, bx = np.nonzero((alpha > 0.0) & (alpha < 1.0))
+        band_local = by * (x1 - x0) + bx
+        band_frame = (by + y0) * photo.shape[1] + (bx + x0)
+        band_a = np.round(alpha[by, bx] * 256).astype(np.uint16)[:, None]
+        photo_region = photo[y0:y1, x0:x1]
+        photo_part = photo_region[by, bx].astype(np.uint16) * (256 - band_a) + 128
         for t in range(1, t_total):
             frame = out[t]
             np.copyto(frame, photo)
@@ -63,10 +71,13 @@ class Cv2Renderer:
                 sub = warped[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
                 cv2.addWeighted(sub, 1.0 - m, win_b.warp(job.coef_b[t]), m, 0.0, dst=sub)
             region = frame[y0:y1, x0:x1]
-            cv2.copyTo(warped, full, region)
-            if band[0].size:
-                mixed = warped[band].astype(np.float32) * band_a + photo_band * (1.0 - band_a)
-                region[band] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+            cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB, dst=region)  # alpha 1: the warp
+            if has_outside:  # alpha 0 inside the box: the photo
+                cv2.copyTo(photo_region, outside, region)
+            if band_local.size:  # the thin fractional band: blend
+                moving = warped.reshape(-1, 4)[band_local, :3].astype(np.uint16)
+                mixed = (moving * band_a + photo_part) >> 8
+                frame.reshape(-1, 3)[band_frame] = mixed.astype(np.uint8)
             if progress:
                 progress(t + 1, t_total)
 
@@ -81,8 +92,8 @@ class _Window:
     correction), then one remap.
     """
 
-    def __init__(self, job: RenderJob, box: tuple[int, int, int, int]) -> None:
-        self.source = job.source
+    def __init__(self, job: RenderJob, box: tuple[int, int, int, int], source: np.ndarray) -> None:
+        self.source = source
         self.box = box
         k, _, h_c, w_c = job.basis.shape
         y0, y1, x0, x1 = box
