@@ -66,3 +66,18 @@ def sample_clip(
         matrix[0, 2] += 3.0 * np.sin(phase)
         cv2.warpAffine(base, matrix, (width, height), dst=out[t], borderMode=cv2.BORDER_REFLECT)
     return out
+
+
+def drifting_clip(
+    image: np.ndarray, height: int = 720, width: int = 1280, frames: int = 72, speed: int = 3
+) -> np.ndarray:
+    """A harder loop: the top half drifts sideways (clouds, water) and crossfades to loop."""
+    base = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    out = np.repeat(base[None], frames, axis=0)
+    top = base[: height // 2].astype(np.float32)
+    for t in range(frames):
+        w = t / frames
+        a = np.roll(top, speed * t, axis=1)
+        b = np.roll(top, speed * (t - frames), axis=1)
+        out[t, : height // 2] = ((1 - w) * a + w * b).astype(np.uint8)
+    return out
