@@ -61,6 +61,7 @@ N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials)
 # then also has to find.
 MIN_SHARPNESS_AS_READ = 1.6  # enough when the word passes the CRC without any flip
 MIN_SHARPNESS = 2.0  # needed before trying flips
+MIN_SHARPNESS_ROTATED = 2.4  # for reads with a rotated temporal code (many more tries)
 NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 3.4  # strength 0 and 1
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _NEIGHBOURS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32) / 4
@@ -278,7 +279,7 @@ def _sharpness(soft: np.ndarray) -> float:
     return float(mags.mean() / (mags.std() + 1e-9))
 
 
-def decode_from_grid(grid: np.ndarray) -> tuple[str | None, float]:
+def decode_from_grid(grid: np.ndarray, strict: bool = False) -> tuple[str | None, float]:
     """Code-summed grid -> (id, strength), flipping up to N_ERASE least reliable bits.
 
     An unmarked picture passes the CRC by luck with p = 2^-16 per trial word, so the bar on
@@ -289,9 +290,12 @@ def decode_from_grid(grid: np.ndarray) -> tuple[str | None, float]:
     sharp = _sharpness(soft)
     strength = float(np.clip((sharp - NOISE_SHARPNESS) / (SURE_SHARPNESS - NOISE_SHARPNESS), 0, 1))
     signs = np.where(soft > 0, 1.0, -1.0)
-    if sharp >= MIN_SHARPNESS_AS_READ and (video_id := bits_to_id(signs)) is not None:
+    as_read_bar = MIN_SHARPNESS_ROTATED if strict else MIN_SHARPNESS_AS_READ
+    if sharp >= as_read_bar and (video_id := bits_to_id(signs)) is not None:
         return video_id, strength
-    if sharp < MIN_SHARPNESS:
+    # Rotated reads get no flips: a quarter-loop rotation reads the complement of the word,
+    # which the CRC rejects as read but a few flips might not.
+    if strict or sharp < MIN_SHARPNESS:
         return None, strength
     weakest = np.argsort(np.abs(soft))[:N_ERASE]
     # Fewest flips first: the most likely word that passes the CRC wins.
@@ -323,12 +327,13 @@ class _GridSums:
         for shape in shapes:
             self.grids.setdefault(shape, []).append(_to_grid(image, shape))
 
-    def summed(self) -> list[np.ndarray]:
+    def summed(self, shift: int = 0) -> list[np.ndarray]:
+        """Σ c(t)·grid(t) per grid level; ``shift`` rotates the code for loops cut elsewhere."""
         out = []
         for grids in self.grids.values():
             if len(grids) < 4:
                 raise ValueError("need at least 4 frames to read the watermark")
-            code = temporal_code(len(grids))
+            code = np.roll(temporal_code(len(grids)), shift)
             out.append(np.tensordot(code, np.stack(grids), axes=1) / float(np.sum(code * code)))
         return out
 
@@ -339,6 +344,14 @@ class _GridSums:
             if found[0] is not None:
                 return found
             best = max(best, found, key=lambda f: f[1])
+        # A loop re-cut to start elsewhere (or a screen recording) misaligns the code: try
+        # every rotation, but only with the strict bar, since each one is another lottery.
+        n = len(next(iter(self.grids.values())))
+        for shift in range(1, n):
+            for summed in self.summed(shift):
+                found = decode_from_grid(summed, strict=True)
+                if found[0] is not None:
+                    return found
         return best
 
 

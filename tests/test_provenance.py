@@ -279,6 +279,13 @@ def test_watermark_is_invisible_and_survives_reencoding_and_downscaling(
         assert found == VIDEO_ID, (crf, scale, confidence)
 
 
+def test_a_loop_recut_to_start_elsewhere_still_names_the_video(clip: np.ndarray) -> None:
+    frames = clip.copy()
+    wm.embed(frames, VIDEO_ID)
+    recut = np.roll(frames, -5, axis=0)
+    assert wm.extract_video_id(encode_mp4(recut, crf=26, preset="ultrafast"))[0] == VIDEO_ID
+
+
 def test_unmarked_video_yields_no_id(clip: np.ndarray) -> None:
     found, confidence = wm.extract_video_id(encode_mp4(clip, crf=23))
     assert found is None and confidence < 0.5
