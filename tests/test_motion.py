@@ -92,6 +92,34 @@ def sky_scene(seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return img, still, open_sky
 
 
+def lake_scene(seed: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sky over a rippled lake with a dark boat on it. Returns photo, boat mask, open water."""
+    rng = np.random.default_rng(seed)
+    h, w = 240, 360
+    horizon = int(0.45 * h)
+    img = np.zeros((h, w, 3), np.float32)
+    ys = np.linspace(0, 1, horizon)[:, None]
+    img[:horizon] = np.stack([110 + 60 * ys, 160 + 40 * ys, 230 + 0 * ys], -1)
+    # Water: the sky's colour, darker, with horizontal streaks that widen toward the viewer.
+    rows = np.arange(h - horizon, dtype=np.float32)[:, None]
+    streaks = np.sin(rows * 0.9 + rng.normal(0, 0.6, (h - horizon, 1))) * (4 + rows / 8)
+    noise = cv2.GaussianBlur(
+        rng.normal(0, 6, (h - horizon, w)).astype(np.float32), (0, 0), 6, sigmaY=1
+    )
+    water = (
+        np.stack([80 + 0 * rows, 120 + 0 * rows, 170 + 0 * rows], -1) + (streaks + noise)[..., None]
+    )
+    img[horizon:] = water
+    boat = np.zeros((h, w), bool)
+    boat[150:172, 120:200] = True
+    img[boat] = (70, 40, 30)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    open_water = np.zeros((h, w), bool)
+    open_water[horizon + 40 :] = True
+    open_water &= cv2.dilate(boat.astype(np.uint8), np.ones((21, 21), np.uint8)) == 0
+    return img, boat, open_water
+
+
 def resized(mask: np.ndarray, clip: Clip) -> np.ndarray:
     h, w = clip.frames.shape[1:3]
     return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
@@ -149,6 +177,16 @@ def test_clouds_drift_but_towers_stay_put(model: OnnxMotionModel) -> None:
     cloudy = resized(open_sky, clip) & (cv2.Laplacian(clip.frames[0][..., 0], cv2.CV_32F) != 0)
     assert np.mean(change[resized(open_sky, clip)] > 1) > 0.5  # the sky moves
     assert cloudy.any()
+
+
+def test_water_ripples_near_the_viewer_but_the_boat_stays_put(model: OnnxMotionModel) -> None:
+    photo, boat, open_water = lake_scene()
+    clip = model.animate(photo, [], "a lake", MotionOptions(long_side=320, duration_s=1.0, sky=0))
+    assert clip.params["water_strength"] > 0
+    change = moved(clip)
+    boat_r = cv2.erode(resized(boat, clip).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert np.mean(change[boat_r] > 3) < 0.01
+    assert np.mean(change[resized(open_water, clip)] > 2) > 0.5
 
 
 def test_sky_switched_off_stays_still_and_the_camera_does_not_step_in(

@@ -2,7 +2,7 @@
 
 Life of the masks::
 
-    photo --INTER_AREA--> analysis image (long side ANALYSIS_SIDE)
+    photo --INTER_AREA--> analysis image (long side ANALYSIS_SIDE, short side >= 160)
       -> Lab colour, gradient texture, structure-tensor orientation
       -> sky: smooth, sky-coloured pixels connected to the top edge, grown by colour similarity
       -> water: wide, smooth-or-horizontally-rippled, cool or sky-reflecting area below the sky
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 ANALYSIS_SIDE = 384
+ANALYSIS_MIN_SHORT = 160
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ class Regions:
 
 
 def _analysis_image(rgb: np.ndarray) -> np.ndarray:
+    # Long side ANALYSIS_SIDE, but a panorama keeps enough rows for its clouds to look smooth.
     h, w = rgb.shape[:2]
-    s = ANALYSIS_SIDE / max(h, w)
+    s = max(ANALYSIS_SIDE / max(h, w), ANALYSIS_MIN_SHORT / min(h, w))
     if s < 1.0:
         size = (max(8, round(w * s)), max(8, round(h * s)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
@@ -153,13 +155,16 @@ def detect_water(
     light, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     ys = np.arange(h, dtype=np.float32)[:, None] / h
     sky_rows = np.nonzero(sky.any(axis=1))[0]
-    below = ys > ((sky_rows.max() / h) - 0.05 if sky_rows.size else 0.35)
+    ref = sky_rows.max() / h if sky_rows.size else 0.35
+    below = ys > ref - 0.05
     cool = (b < 8) & (np.abs(a) < 12) & (light > 10)
     if sky_lab is not None:
         reflects = (np.abs(a - sky_lab[1]) < 10) & (np.abs(b - sky_lab[2]) < 14)
         cool = cool | reflects
     smooth = texture < (0.008 if hint else 0.006)
-    rippled = (cv2.blur(horizontal, (9, 9)) > 0.7) & (texture < 0.02)
+    # Ripples grow toward the viewer (perspective), and so does the texture they make.
+    ripple_tex = 0.02 + 0.04 * np.clip((ys - ref) / 0.4, 0.0, 1.0)
+    rippled = (cv2.blur(horizontal, (9, 9)) > 0.7) & (texture < ripple_tex)
     cand = cool & (smooth | rippled) & below & ~sky
     cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
