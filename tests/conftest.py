@@ -64,25 +64,51 @@ def _pg_available() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    import sqlalchemy
+class PgDatabases:
+    """Fresh PostgreSQL databases on the machine's server, dropped at the end of the session."""
 
+    def __init__(self) -> None:
+        import sqlalchemy
+
+        self.admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        self.names: list[str] = []
+
+    def new(self) -> str:
+        import sqlalchemy
+
+        name = f"alive_test_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+        self.names.append(name)
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop_all(self) -> None:
+        import sqlalchemy
+
+        with self.admin.connect() as conn:
+            for name in self.names:
+                conn.execute(sqlalchemy.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{name}'"))
+                conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases]:
     if not _pg_available():
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
         pytest.skip("PostgreSQL is not reachable")
-    name = f"alive_test_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
-        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    databases = PgDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_databases: PgDatabases) -> str:
+    """One PostgreSQL database shared by this session's storage tests."""
+    return pg_databases.new()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -15,6 +15,7 @@ import pytest
 from alive_service.client import AliveClient
 from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
+from tests.conftest import PgDatabases
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -22,8 +23,14 @@ SMALL = pb.AnimateOptions(long_side=256, duration_s=1.0)
 
 
 @pytest.fixture(scope="module")
-def replicas(pg_url: str, tmp_path_factory: pytest.TempPathFactory, model_dir: Path
+def scale_out_db(pg_databases: PgDatabases) -> str:
+    return pg_databases.new()
+
+
+@pytest.fixture(scope="module")
+def replicas(scale_out_db: str, tmp_path_factory: pytest.TempPathFactory, model_dir: Path
              ) -> Iterator[list[ServerProcess]]:
+    pg_url = scale_out_db
     shared = tmp_path_factory.mktemp("alive-shared")
     first = ServerProcess(data_dir=shared, db_url=pg_url).start()
     # The first replica has made the keys, secret and schema; the others share them.
@@ -50,7 +57,7 @@ def served_by(replicas: list[ServerProcess], video_id: str) -> int:
 
 
 def test_videos_reports_and_takedowns_made_through_any_replica_are_seen_through_all(
-    replicas: list[ServerProcess], pg_url: str, landscape_jpeg: bytes, portrait_jpeg: bytes,
+    replicas: list[ServerProcess], scale_out_db: str, landscape_jpeg: bytes, portrait_jpeg: bytes,
 ) -> None:
     addrs = ",".join(r.addr for r in replicas)
     token = replicas[0].token("alice")
@@ -72,7 +79,7 @@ def test_videos_reports_and_takedowns_made_through_any_replica_are_seen_through_
             report_ids.add(one.report(target, pb.HATE, f"via replica {i}").report_id)
     assert len(report_ids) == 3
 
-    env = dict(os.environ, ALIVE_DATA_DIR=str(replicas[0].data_dir), ALIVE_DB_URL=pg_url,
+    env = dict(os.environ, ALIVE_DATA_DIR=str(replicas[0].data_dir), ALIVE_DB_URL=scale_out_db,
                ALIVE_MODERATOR="mia")
     queue = json.loads(subprocess.run(
         [sys.executable, "-m", "alive_service.mod_cli", "queue", "--json"],

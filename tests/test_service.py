@@ -30,7 +30,8 @@ SMALL = pb.AnimateOptions(long_side=320, duration_s=1.0)
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            model_dir: Path) -> Iterator[ServerProcess]:
-    db_url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    db_url = (request.getfixturevalue("pg_databases").new()
+              if request.param == "postgres" else "")
     process = ServerProcess(data_dir=tmp_path_factory.mktemp(f"alive-{request.param}"),
                             db_url=db_url)
     with process:
