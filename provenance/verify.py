@@ -50,6 +50,9 @@ class Verification:
     ingredient_manifest_ids: tuple[str, ...] = field(default_factory=tuple)
     signed_at: str | None = None  # only when a timestamp authority countersigned
     ingredient_failures: tuple[str, ...] = ()  # problems inside the source photo's own manifest
+    # Invalid only because the signing certificate has expired since (no timestamp authority
+    # was used): content and signature are intact. Dev leaves live 90 days; use a TSA.
+    expired_since_signing: bool = False
 
 
 def _signer(sig: dict[str, object]) -> str | None:
@@ -96,6 +99,14 @@ def _failures(results: dict[str, object]) -> tuple[str, ...]:
         f"{item.get('code')}: {item.get('explanation', '')}".rstrip(": ")
         for item in active.get("failure") or []  # type: ignore[union-attr]
     )
+
+
+_EXPIRY_CODES = frozenset({"signingCredential.expired", "signingCredential.untrusted"})
+
+
+def _only_expired(failures: tuple[str, ...]) -> bool:
+    codes = {f.split(":", 1)[0] for f in failures}
+    return "signingCredential.expired" in codes and codes <= _EXPIRY_CODES
 
 
 def _ingredient_failures(
@@ -154,6 +165,7 @@ def read_manifest(data: bytes, trust_anchors_pem: bytes | None) -> Verification:
         if i.get("active_manifest")
     )
     sig = manifest.get("signature_info") or {}
+    failures = _failures(store.get("validation_results") or {})
     return Verification(
         manifest_present=True,
         state=state,
@@ -162,7 +174,8 @@ def read_manifest(data: bytes, trust_anchors_pem: bytes | None) -> Verification:
         claim_generator=_claim_generator(manifest),
         manifest_id=label,
         params=dict(params),
-        failures=_failures(store.get("validation_results") or {}),
+        failures=failures,
+        expired_since_signing=state == "Invalid" and _only_expired(failures),
         ingredient_failures=_ingredient_failures(manifest, store.get("validation_results") or {}),
         watermark_video_id=None,
         watermark_confidence=0.0,
