@@ -135,7 +135,8 @@ def make_signer(identity: SigningIdentity) -> c2pa.Signer:
         return c2pa.Signer.from_callback(
             identity.callback, alg, identity.chain_pem.decode("ascii"), identity.tsa_url
         )
-    assert identity.key_pem is not None
+    if identity.key_pem is None:
+        raise SigningError("signing identity has neither a private key nor a callback")
     return c2pa.Signer.from_info(
         c2pa.C2paSignerInfo(alg, identity.chain_pem, identity.key_pem, identity.tsa_url)
     )
