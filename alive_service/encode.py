@@ -14,6 +14,9 @@ import av
 import cv2
 import numpy as np
 
+# Adds something to a frame's luma plane in place (the watermark), given the frame index.
+LumaMarkFn = Callable[[np.ndarray, int], None]
+
 
 @dataclass(frozen=True)
 class EncodeOptions:
@@ -40,6 +43,7 @@ def encode_mp4(
     fps: int,
     options: EncodeOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
+    mark: LumaMarkFn | None = None,
 ) -> Video:
     options = options or EncodeOptions()
     count, height, width, _ = frames.shape
@@ -47,7 +51,7 @@ def encode_mp4(
         raise ValueError(f"yuv420p needs even frame sizes, got {width}x{height}")
     # faststart rewrites the file in a second pass, which needs a real file.
     with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
-        _encode_to(tmp.name, frames, fps, options, progress)
+        _encode_to(tmp.name, frames, fps, options, progress, mark)
         mp4 = Path(tmp.name).read_bytes()
     return Video(mp4=mp4, width=width, height=height, fps=fps, frames=count)
 
@@ -58,6 +62,7 @@ def _encode_to(
     fps: int,
     options: EncodeOptions,
     progress: Callable[[int, int], None] | None,
+    mark: LumaMarkFn | None,
 ) -> None:
     count, height, width, _ = frames.shape
     # movflags must go to the container: as a stream option it is ignored.
@@ -70,6 +75,8 @@ def _encode_to(
         for index, rgb in enumerate(frames):
             # OpenCV's I420 conversion is ~10x faster than PyAV's own.
             yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+            if mark is not None:
+                mark(yuv[:height], index)
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             frame.pts = index
             for packet in stream.encode(frame):

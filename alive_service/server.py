@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 
@@ -24,10 +25,10 @@ from alive_service.service import AliveServicer, Runtime, add_to_server
 from alive_service.store import SqlStore, StoreUnavailable, upgrade
 from provenance.keys import (
     CertificateError,
+    DevIdentitySource,
     SigningIdentity,
-    dev_root_pem,
-    ensure_dev_identity,
-    load_identity,
+    resolve_identity,
+    resolve_trust_anchors,
 )
 
 log = logging.getLogger("alive.server")
@@ -36,25 +37,21 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AliveService"].full_name
 MB = 1024 * 1024
 
 
-def signing_identity(settings: Settings) -> tuple[SigningIdentity, bytes]:
-    """The signing key and the trust anchors verification uses."""
+def signing_identity(settings: Settings) -> tuple[Callable[[], SigningIdentity], bytes]:
+    """Where signing keys come from, and the trust anchors verification uses.
+
+    Raises CertificateError (a wrong-profile or expired certificate stops start-up)."""
+    anchors = resolve_trust_anchors(settings.keys_dir, settings.trust_anchors)
     if settings.sign_cert:
-        identity = load_identity(
-            Path(settings.sign_cert), Path(settings.sign_key) if settings.sign_key else None,
-            tsa_url=settings.tsa_url or None,
-        )
-        anchors = Path(settings.trust_anchors).read_bytes() if settings.trust_anchors else b""
-        return identity, anchors
-    identity = ensure_dev_identity(settings.keys_dir)
-    anchors = (
-        Path(settings.trust_anchors).read_bytes()
-        if settings.trust_anchors
-        else dev_root_pem(settings.keys_dir)
-    )
-    return identity, anchors
+        identity = resolve_identity(settings.keys_dir, settings.sign_cert, settings.sign_key,
+                                    settings.tsa_url)
+        return (lambda: identity), anchors
+    if settings.sign_key:
+        raise CertificateError("ALIVE_SIGN_KEY is set but ALIVE_SIGN_CERT is not")
+    return DevIdentitySource(settings.keys_dir).get, anchors
 
 
-def load_parts(settings: Settings, identity: SigningIdentity) -> Parts:
+def load_parts(settings: Settings, identity: Callable[[], SigningIdentity]) -> Parts:
     # Imported here: loading models is the slow part and the health service is up meanwhile.
     from alive_service.motion import load_motion_model
     from safety import SafetyChecker

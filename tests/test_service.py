@@ -182,3 +182,17 @@ def test_verify_video_finds_the_record_of_a_signed_video(
         reply = client.verify(made.mp4)
     assert reply.manifest_present and reply.validation_state == "Trusted" and reply.ai_generated
     assert reply.record_found and reply.record_manifest_id == made.info.provenance.manifest_id
+
+
+def test_a_stripped_and_downscaled_copy_is_traced_back_to_its_video_by_the_watermark(
+    server: ServerProcess, landscape_jpeg: bytes,
+) -> None:
+    from provenance.media import reencode
+
+    with client_for(server) as client:
+        made = client.animate(landscape_jpeg, "", pb.AnimateOptions(long_side=640))
+        copy = reencode(made.mp4, crf=28, scale=0.5)  # what a re-upload or screen grab does
+        reply = client.verify(copy)
+    assert not reply.manifest_present and reply.validation_state == "Absent"
+    assert reply.watermark_video_id == made.info.video_id
+    assert reply.record_found and reply.record_manifest_id == made.info.provenance.manifest_id
