@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -53,7 +55,7 @@ WATER_AMP = 0.0045  # ripple amplitude nearest the viewer
 CAMERA_ZOOM = 0.025
 CAMERA_PAN = 0.004
 EASE = 0.1  # fraction of the loop at each end over which the drift eases in / out
-CROSSFADE = 0.4  # fraction of the loop over which the two sky phases crossfade
+CROSSFADE = 0.3  # fraction of the loop over which the two sky phases crossfade
 MIN_REGION = 0.015  # below this fraction of the frame a region is ignored
 MIN_EYE_PX = 6.0  # faces smaller than this (eye distance, output pixels) are left alone
 
@@ -71,12 +73,21 @@ def resize_photo(rgb: np.ndarray, long_side: int) -> np.ndarray:
     k = min(h_in // h, w_in // w)
     if k >= 2:
         # Box-average by a whole factor first (OpenCV's fast path; it needs sides divisible
-        # by k, so up to k-1 edge pixels are dropped), then a short bilinear step.
-        rgb = cv2.resize(
-            rgb[: h_in - h_in % k, : w_in - w_in % k],
-            (w_in // k, h_in // k),
-            interpolation=cv2.INTER_AREA,
-        )
+        # by k, so up to k-1 edge pixels are dropped), then a short bilinear step. Blocks
+        # never straddle rows that are multiples of k, so halves can be done in parallel.
+        rows, cols = h_in // k, w_in // k
+        small = np.empty((rows, cols, 3), np.uint8)
+        mid = rows // 2
+
+        def part(r0: int, r1: int) -> None:
+            src = rgb[r0 * k : r1 * k, : cols * k]
+            small[r0:r1] = cv2.resize(src, (cols, r1 - r0), interpolation=cv2.INTER_AREA)
+
+        side = threading.Thread(target=part, args=(0, mid))
+        side.start()
+        part(mid, rows)
+        side.join()
+        rgb = small
     return np.ascontiguousarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR))
 
 
@@ -110,6 +121,7 @@ class OnnxMotionModel:
         log.info("motion fields serve on %s", self._fields.get_providers()[0])
         self._files = manifest["files"]
         self.renderer = renderer
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="motion")
         self.sha256 = self._files[FIELDS_FILE]
         if renderer.name == "onnx":  # both graphs make the frames
             self.sha256 = f"{self._files[FIELDS_FILE]}+{self._files[RENDER_FILE]}"
@@ -150,13 +162,10 @@ class OnnxMotionModel:
         camera_s = 0.0 if found else options.camera
 
         hc, wc = -(-h // CELL), -(-w // CELL)
-        guide = gray_guide(photo) if use_sky or use_water else None
-        alpha_sky = refine_alpha(regions.sky, photo, guide) if use_sky else None
-        alpha_water = refine_alpha(regions.water, photo, guide) if use_water else None
         support = np.zeros((2, hc, wc), np.float32)
-        for i, a in enumerate((alpha_sky, alpha_water)):
-            if a is not None:
-                support[i] = _field_support(a, hc, wc)
+        for i, (mask, used) in enumerate(((regions.sky, use_sky), (regions.water, use_water))):
+            if used:
+                support[i] = _field_support(mask, h, w, hc, wc)
 
         rng = np.random.default_rng(options.seed)
         duration = n_frames / options.fps
@@ -198,9 +207,16 @@ class OnnxMotionModel:
         face_arr[:, :10] /= CELL
         face_arr[:, 10] /= CELL
         times = (np.arange(n_frames, dtype=np.float32) / n_frames).astype(np.float32)
-        basis, coef_a, coef_b, mix = self._fields.run(
-            None, {"regions": support, "faces": face_arr, "params": params, "times": times}
+        # The motion model runs while this thread refines the masks at full resolution.
+        fields = self._pool.submit(
+            self._fields.run,
+            None,
+            {"regions": support, "faces": face_arr, "params": params, "times": times},
         )
+        guide = gray_guide(photo) if use_sky or use_water else None
+        alpha_sky = refine_alpha(regions.sky, photo, guide) if use_sky else None
+        alpha_water = refine_alpha(regions.water, photo, guide) if use_water else None
+        basis, coef_a, coef_b, mix = fields.result()
 
         job = self._job(
             photo,
@@ -315,16 +331,15 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def _field_support(alpha: np.ndarray, hc: int, wc: int) -> np.ndarray:
+def _field_support(mask: np.ndarray, h: int, w: int, hc: int, wc: int) -> np.ndarray:
     """Where a region's motion acts, at field resolution: the region grown by two cells.
 
     The motion does not need to stop at object edges (the alpha and the filled source keep
     objects crisp); growing it keeps the sky next to a tower moving at full speed instead of
     leaving a static halo, and the blur keeps the field smooth so nothing inside tears.
     """
-    h, w = alpha.shape
     padded = np.zeros((hc * CELL, wc * CELL), np.float32)
-    padded[:h, :w] = alpha
+    padded[:h, :w] = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
     cells = cv2.resize(padded, (wc, hc), interpolation=cv2.INTER_AREA)
     grown = cv2.dilate((cells > 0.02).astype(np.float32), np.ones((5, 5), np.uint8))
     return cv2.GaussianBlur(grown, (0, 0), 1.0)
@@ -355,11 +370,14 @@ def load_motion_model(
     model_dir = Path(model_dir)
     if not (model_dir / MANIFEST_FILE).is_file():
         raise FileNotFoundError(f"{model_dir / MANIFEST_FILE} missing: run `make models`")
-    cv2.setNumThreads(threads)
+    # The CPU renderer runs `threads` frames at once; OpenCV's own pool would oversubscribe.
+    cv2.setNumThreads(1 if renderer != "onnx" else threads)
     if renderer == "auto":
         renderer = "onnx" if cuda_available() else "cv2"
     chosen: Renderer = (
-        OnnxRenderer(model_dir / RENDER_FILE, threads) if renderer == "onnx" else Cv2Renderer()
+        OnnxRenderer(model_dir / RENDER_FILE, threads)
+        if renderer == "onnx"
+        else Cv2Renderer(threads)
     )
     log.info("motion renderer: %s", chosen.name)
     return OnnxMotionModel(model_dir, chosen, threads)

@@ -6,7 +6,7 @@ Both compute, per frame t (see rendernet.py for the reference arithmetic):
     warp_p = source sampled at (x + up_p(x)), bilinear, edges replicated
     frame  = alpha * ((1 - mix[t]) * warp_a + mix[t] * warp_b) + (1 - alpha) * photo
 
-The CPU renderer makes that fast: it works only inside the bbox where alpha > 0, renders phase B
+The CPU renderer makes that fast: it works only on the tiles where alpha > 0, renders phase B
 only in frames where its weight is non-zero and only inside the region where the phases differ
 (the drifting sky), evaluates only the non-zero fields, and blends with alpha only on
 the thin band where alpha is fractional (elsewhere it copies).
@@ -15,6 +15,7 @@ the thin band where alpha is fractional (elsewhere it copies).
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import cv2
@@ -31,7 +32,13 @@ def _ceil_cell(v: int) -> int:
 
 
 class Cv2Renderer:
+    """CPU renderer. Frames are independent, so ``threads`` workers render alternate frames
+    (OpenCV releases the GIL); OpenCV's own row-parallelism barely helps on tiles this small."""
+
     name = "cv2"
+
+    def __init__(self, threads: int = 2) -> None:
+        self.threads = max(1, threads)
 
     def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None) -> None:
         photo = job.photo
@@ -49,9 +56,19 @@ class Cv2Renderer:
         # OpenCV's remap is ~2.5x faster on 4-channel images than on 3-channel ones, more
         # than paying for one RGBA->RGB conversion per frame.
         source4 = cv2.cvtColor(job.source, cv2.COLOR_RGB2RGBA)
-        win_a = _Window(job, job.bbox, source4)
-        win_b = _Window(job, job.drift_bbox, source4) if job.two_phase else None
         alpha = job.alpha[y0:y1, x0:x1]
+        # Warp tile by tile, skipping tiles where nothing shows (the bbox of a skyline holds
+        # plenty of still building); phase B only on tiles the drift reaches.
+        boxes = _tiles(job.alpha, job.bbox)
+        if sum((b[1] - b[0]) * (b[3] - b[2]) for b in boxes) > 0.8 * alpha.size:
+            boxes = [job.bbox]  # nearly full: one window has less overhead
+        tiles_a = [_Window(job, box, source4) for box in boxes]
+        tiles_b = []
+        if job.two_phase:
+            for box in boxes:
+                part = _intersect(box, job.drift_bbox)
+                if part is not None:
+                    tiles_b.append(_Window(job, part, source4))
         outside = (alpha <= 0.0).astype(np.uint8)
         has_outside = bool(outside.any())
         # The fractional band, as flat indices, blended in 8-bit fixed point.
@@ -61,25 +78,74 @@ class Cv2Renderer:
         band_a = np.round(alpha[by, bx] * 256).astype(np.uint16)[:, None]
         photo_region = photo[y0:y1, x0:x1]
         photo_part = photo_region[by, bx].astype(np.uint16) * (256 - band_a) + 128
-        for t in range(1, t_total):
+        pixel = np.dtype((np.void, 3))  # one RGB pixel: scatter whole pixels at once
+
+        def draw(t: int, warped: np.ndarray) -> None:
             frame = out[t]
             np.copyto(frame, photo)
-            warped = win_a.warp(job.coef_a[t])
+            for win in tiles_a:
+                ty0, ty1, tx0, tx1 = win.box
+                win.warp(job.coef_a[t], warped[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0])
             m = float(job.mix[t])
-            if win_b is not None and m > 0.0:
-                by0, by1, bx0, bx1 = win_b.box
-                sub = warped[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
-                cv2.addWeighted(sub, 1.0 - m, win_b.warp(job.coef_b[t]), m, 0.0, dst=sub)
+            if m > 0.0:
+                for win in tiles_b:
+                    ty0, ty1, tx0, tx1 = win.box
+                    sub = warped[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0]
+                    cv2.addWeighted(sub, 1.0 - m, win.warp(job.coef_b[t]), m, 0.0, dst=sub)
             region = frame[y0:y1, x0:x1]
             cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB, dst=region)  # alpha 1: the warp
             if has_outside:  # alpha 0 inside the box: the photo
                 cv2.copyTo(photo_region, outside, region)
             if band_local.size:  # the thin fractional band: blend
-                moving = warped.reshape(-1, 4)[band_local, :3].astype(np.uint16)
-                mixed = (moving * band_a + photo_part) >> 8
-                frame.reshape(-1, 3)[band_frame] = mixed.astype(np.uint8)
-            if progress:
-                progress(t + 1, t_total)
+                moving = np.take(warped.reshape(-1, 4), band_local, axis=0)[:, :3]
+                mixed = ((moving.astype(np.uint16) * band_a + photo_part) >> 8).astype(np.uint8)
+                frame.view(pixel).reshape(-1)[band_frame] = mixed.view(pixel).reshape(-1)
+
+        def worker(first: int) -> None:
+            warped = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
+            for t in range(first, t_total, self.threads):
+                draw(t, warped)
+                with lock:
+                    done[0] += 1
+                    if progress:
+                        progress(done[0], t_total)
+
+        lock = threading.Lock()
+        done = [1]
+        workers = [
+            threading.Thread(target=worker, args=(1 + i,), daemon=True) for i in range(self.threads)
+        ]
+        for th in workers:
+            th.start()
+        for th in workers:
+            th.join()
+
+
+TILE = 256  # pixels; a multiple of CELL
+
+
+def _tiles(alpha: np.ndarray, bbox: tuple[int, int, int, int]) -> list[tuple[int, int, int, int]]:
+    """Boxes (y0, y1, x0, x1) tiling ``bbox`` that contain alpha > 0, each shrunk to it."""
+    y0, y1, x0, x1 = bbox
+    boxes = []
+    for ty in range(y0 - y0 % TILE, y1, TILE):
+        for tx in range(x0 - x0 % TILE, x1, TILE):
+            a0, a1 = max(ty, y0), min(ty + TILE, y1)
+            b0, b1 = max(tx, x0), min(tx + TILE, x1)
+            tile = alpha[a0:a1, b0:b1] > 0
+            rows = np.nonzero(tile.any(axis=1))[0]
+            if rows.size == 0:
+                continue
+            cols = np.nonzero(tile.any(axis=0))[0]
+            boxes.append((a0 + rows[0], a0 + rows[-1] + 1, b0 + cols[0], b0 + cols[-1] + 1))
+    return boxes
+
+
+def _intersect(
+    a: tuple[int, int, int, int], b: tuple[int, int, int, int]
+) -> tuple[int, int, int, int] | None:
+    y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    return (y0, y1, x0, x1) if y1 > y0 and x1 > x0 else None
 
 
 class _Window:
@@ -131,7 +197,7 @@ class _Window:
         up = cv2.resize(cells, self.size, interpolation=cv2.INTER_LINEAR)
         return up[self.oy : self.oy + self.h, self.ox : self.ox + self.w]
 
-    def warp(self, coef: np.ndarray) -> np.ndarray:
+    def warp(self, coef: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
         coords = self.cells
         for i, field in self.active:
             if coef[i] != 0.0:
@@ -143,7 +209,9 @@ class _Window:
             maps[self.fix_y, :, 1] += self.fix_y_by
         # Float maps straight into remap: converting them to fixed point first costs more than
         # the fixed-point remap saves.
-        return cv2.remap(self.source, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.remap(
+            self.source, maps, None, cv2.INTER_LINEAR, dst, borderMode=cv2.BORDER_REPLICATE
+        )
 
 
 def ort_providers() -> list[str]:
