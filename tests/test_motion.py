@@ -282,7 +282,8 @@ def test_cpu_and_onnx_renderers_draw_the_same_frames(motion_dir: Path) -> None:
     cpu = load_motion_model(motion_dir, renderer="cv2")
     gpu_graph = load_motion_model(motion_dir, renderer="onnx")
     opts = MotionOptions(long_side=256, duration_s=1.0)
-    for photo, faces in ((sky_scene()[0], []), (data.astronaut(), [ASTRONAUT_FACE])):
+    scenes = ((sky_scene()[0], []), (data.astronaut(), [ASTRONAUT_FACE]), (data.coffee(), []))
+    for photo, faces in scenes:
         a = cpu.animate(photo, faces, "", opts)
         b = gpu_graph.animate(photo, faces, "", opts)
         diff = np.abs(a.frames.astype(np.int16) - b.frames.astype(np.int16))

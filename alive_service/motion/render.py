@@ -82,7 +82,11 @@ class Cv2Renderer:
 
         def draw(t: int, warped: np.ndarray) -> None:
             frame = out[t]
-            np.copyto(frame, photo)
+            # The photo around the box (the box itself is overwritten below).
+            frame[:y0] = photo[:y0]
+            frame[y1:] = photo[y1:]
+            frame[y0:y1, :x0] = photo[y0:y1, :x0]
+            frame[y0:y1, x1:] = photo[y0:y1, x1:]
             for win in tiles_a:
                 ty0, ty1, tx0, tx1 = win.box
                 win.warp(job.coef_a[t], warped[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0])
@@ -183,15 +187,16 @@ class _Window:
             np.arange(cy0, cy1, dtype=np.float32) * CELL + (CELL - 1) / 2.0,
         )
         self.cells = np.dstack([cgx, cgy])  # absolute pixel coordinates of cell centres
-        gx, gy = np.meshgrid(
-            np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32)
-        )
-        # The clamp error is separable: x depends on the column only, y on the row only.
-        corr = np.dstack([gx, gy]) - self._upsample(self.cells)
-        self.fix_x = np.nonzero(np.abs(corr[0, :, 0]) > 0.01)[0]
-        self.fix_x_by = corr[0, self.fix_x, 0].copy()
-        self.fix_y = np.nonzero(np.abs(corr[:, 0, 1]) > 0.01)[0]
-        self.fix_y_by = corr[self.fix_y, 0, 1].copy()[:, None]
+        # The clamp error is separable (x depends on the column only, y on the row only), so
+        # it is found by upsampling one row and one column of cell centres.
+        up_x = cv2.resize(self.cells[:1, :, 0], (self.size[0], 1), interpolation=cv2.INTER_LINEAR)
+        up_y = cv2.resize(self.cells[:, :1, 1], (1, self.size[1]), interpolation=cv2.INTER_LINEAR)
+        corr_x = np.arange(x0, x1, dtype=np.float32) - up_x[0, self.ox : self.ox + self.w]
+        corr_y = np.arange(y0, y1, dtype=np.float32) - up_y[self.oy : self.oy + self.h, 0]
+        self.fix_x = np.nonzero(np.abs(corr_x) > 0.01)[0]
+        self.fix_x_by = corr_x[self.fix_x].copy()
+        self.fix_y = np.nonzero(np.abs(corr_y) > 0.01)[0]
+        self.fix_y_by = corr_y[self.fix_y].copy()[:, None]
 
     def _upsample(self, cells: np.ndarray) -> np.ndarray:
         up = cv2.resize(cells, self.size, interpolation=cv2.INTER_LINEAR)
