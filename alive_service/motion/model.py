@@ -167,7 +167,7 @@ class OnnxMotionModel:
             if used:
                 support[i] = _field_support(mask, h, w, hc, wc)
 
-        rng = np.random.default_rng(options.seed)
+        rng = np.random.default_rng(options.seed & 0xFFFF_FFFF_FFFF_FFFF)  # any int, even < 0
         duration = n_frames / options.fps
         sky_px = min(SKY_SPEED * duration, SKY_MAX) * long_side * sky_s if use_sky else 0.0
         direction = rng.choice([-1.0, 1.0])
