@@ -56,6 +56,7 @@ CAMERA_ZOOM = 0.025
 CAMERA_PAN = 0.004
 EASE = 0.1  # fraction of the loop at each end over which the drift eases in / out
 CROSSFADE = 0.3  # fraction of the loop over which the two sky phases crossfade
+MAX_STRENGTH = 2.0
 MIN_REGION = 0.015  # below this fraction of the frame a region is ignored
 MIN_EYE_PX = 6.0  # faces smaller than this (eye distance, output pixels) are left alone
 
@@ -143,9 +144,11 @@ class OnnxMotionModel:
         n_frames = max(2, round(options.duration_s * options.fps))
         long_side = max(h, w)
         steering = steer(caption or "")
-        sky_s = options.sky * steering.sky
-        water_s = options.water * steering.water
-        face_s = options.face * steering.face
+        # The caption scales the request's strengths; the product is capped at 2, the most a
+        # request may ask for, so "big smile" at face=2 does not warp a face into rubber.
+        sky_s = min(MAX_STRENGTH, options.sky * steering.sky)
+        water_s = min(MAX_STRENGTH, options.water * steering.water)
+        face_s = min(MAX_STRENGTH, options.face * steering.face)
 
         regions = find_regions(photo, steering.hint_sky, steering.hint_water)
         if not steering.hint_sky and _backdrop_behind_portrait(regions.sky, faces, w_in, h_in):
