@@ -155,12 +155,12 @@ class OnnxMotionModel:
             regions = replace(regions, sky=np.zeros_like(regions.sky))
         use_sky = sky_s > 0 and regions.sky_fraction >= MIN_REGION
         use_water = water_s > 0 and regions.water_fraction >= MIN_REGION
-        face_rows = self._faces(faces, w_in / w, face_s) if face_s > 0 else []
+        face_rows = self._faces(faces, w_in / w) if face_s > 0 else []
         # The camera moves only when nothing animatable was found (not when it was switched off).
         found = (
             regions.sky_fraction >= MIN_REGION
             or regions.water_fraction >= MIN_REGION
-            or bool(self._faces(faces, w_in / w, 1.0))
+            or bool(self._faces(faces, w_in / w))
         )
         camera_s = 0.0 if found else options.camera
 
@@ -256,7 +256,7 @@ class OnnxMotionModel:
         return Clip(frames, options.fps, MODEL_ID, MODEL_VERSION, self.sha256, effective)
 
     @staticmethod
-    def _faces(faces: Sequence[FaceLike], scale_in: float, strength: float) -> list[list[float]]:
+    def _faces(faces: Sequence[FaceLike], scale_in: float) -> list[list[float]]:
         rows = []
         for face in faces:
             pts = np.asarray(face.landmarks, np.float32).reshape(-1, 2)
