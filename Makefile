@@ -51,7 +51,11 @@ unit: setup
 smoke: setup
 	$(PY) -m alive_service.smoke
 
+# Some eval photos ship in Debian packages; install them when apt is there (root).
+EVAL_DEBS := opencv-doc mate-backgrounds
 eval: setup
+	-@dpkg -s $(EVAL_DEBS) >/dev/null 2>&1 || (command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(EVAL_DEBS))
 	$(PY) -m alive_service.motion.eval --out build/eval
 
 bench: setup
