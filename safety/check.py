@@ -107,7 +107,8 @@ class SafetyChecker:
         if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
             raise ValueError(f"expected (T, H, W, 3) frames, got {frames.shape}")
         n = min(len(frames), max(1, self.policy.output_frame_samples))
-        picks = np.unique(np.linspace(0, len(frames) - 1, n).round().astype(int))
+        # Interior points: frame 0 is the checked photo and the loop returns to it.
+        picks = np.unique((np.arange(1, n + 1) * len(frames) / (n + 1)).astype(int))
         per_frame = self.nudity.detect_batch([frames[i] for i in picks])
         detections = [d for frame in per_frame for d in frame]
         result = nudity_result(detections, self.policy, check="output_frames")
