@@ -6,6 +6,7 @@ Used by the integration tests, ``make smoke`` and ``make load``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +54,7 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    remove_data_dir: bool = False  # a temporary server leaves nothing behind
 
     @property
     def addr(self) -> str:
@@ -105,8 +107,10 @@ class ServerProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+        if self.remove_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def temporary_server(**kwargs: object) -> ServerProcess:
     data_dir = Path(tempfile.mkdtemp(prefix="alive-"))
-    return ServerProcess(data_dir=data_dir, **kwargs)  # type: ignore[arg-type]
+    return ServerProcess(data_dir=data_dir, remove_data_dir=True, **kwargs)  # type: ignore[arg-type]
