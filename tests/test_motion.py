@@ -313,3 +313,20 @@ def test_options_out_of_range_are_refused(model: OnnxMotionModel) -> None:
         model.animate(photo, [], "", MotionOptions(sky=3.0))
     with pytest.raises(ValueError):
         model.animate(photo[..., 0], [], "", SMALL)
+
+
+def test_the_lake_ripples_as_water_at_any_size_and_caption(model: OnnxMotionModel) -> None:
+    # china.jpg: a hazy lake the colour of the sky. It must be water (not drifting sky) whatever
+    # output size is asked for, and a caption about clouds must not grow the sky over it.
+    from sklearn.datasets import load_sample_image
+
+    photo = load_sample_image("china.jpg")
+    sky_seen = set()
+    for caption in ("", "clouds over the temple", "the lake"):
+        for long_side in (320, 640, 1280):
+            opts = MotionOptions(long_side=long_side, duration_s=0.25)
+            clip = model.animate(photo, [], caption, opts)
+            assert clip.params["water_fraction"] > 0.05, (caption, long_side)
+            assert clip.params["water_strength"] > 0
+            sky_seen.add(clip.params["sky_fraction"])
+    assert len(sky_seen) == 1  # neither the size nor the caption moves pixels into the sky

@@ -150,7 +150,9 @@ class OnnxMotionModel:
         water_s = min(MAX_STRENGTH, options.water * steering.water)
         face_s = min(MAX_STRENGTH, options.face * steering.face)
 
-        regions = find_regions(photo, steering.hint_sky, steering.hint_water)
+        # The masks come from the photo as uploaded, not from the output-size copy: what is sky
+        # and what is water must not depend on the requested long side.
+        regions = find_regions(rgb, steering.hint_sky, steering.hint_water)
         if not steering.hint_sky and _backdrop_behind_portrait(regions.sky, faces, w_in, h_in):
             regions = replace(regions, sky=np.zeros_like(regions.sky))
         use_sky = sky_s > 0 and regions.sky_fraction >= MIN_REGION

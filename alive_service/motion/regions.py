@@ -2,10 +2,12 @@
 
 Life of the masks::
 
-    photo --INTER_AREA--> analysis image (long side ANALYSIS_SIDE, short side >= 160)
+    photo as uploaded --INTER_AREA--> analysis image (long side ANALYSIS_SIDE, short side >= 160;
+      never the output-size copy, so the masks do not depend on the requested long side)
       -> Lab colour, gradient texture, structure-tensor orientation
       -> sky: smooth, sky-coloured pixels connected to the top edge, grown by colour similarity
-      -> water: wide, smooth-or-horizontally-rippled, cool or sky-reflecting area below the sky
+      -> water: wide, smooth-or-horizontally-rippled, cool or sky-reflecting area below the sky;
+         water found below the sky's smooth core is taken out of the grown sky (water wins)
       -> coarse masks (0/1)           = ``Regions``
     Regions + output-size photo
       -> bilinear upsample, guided filter (the photo is the guide) = alpha that hugs outlines
@@ -98,12 +100,15 @@ def _fill_small_holes(mask: np.ndarray, max_frac: float) -> np.ndarray:
 
 def detect_sky(
     lab: np.ndarray, texture: np.ndarray, horizontal: np.ndarray, hint: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Boolean sky mask and the sky's median Lab colour (None when there is no sky)."""
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Boolean sky mask, the sky's median Lab colour (None when there is no sky) and the seeds
+    (the smooth core of the sky that the mask was grown from)."""
     h, w = texture.shape
     light, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     ys = np.arange(h, dtype=np.float32)[:, None] / h
-    tex_lo = 0.006 if hint else 0.004
+    # The caption's hint only vouches that a sky exists (the gates below); it must not move
+    # the texture thresholds, or a caption about clouds would let the sky swallow a hazy lake.
+    tex_lo = 0.004
     # Sky colours: blue (down to a dusk blue), or grey-to-white (clouds, overcast, haze).
     # Not green, yellow or red.
     blue = (b < -6) & (b > -70) & (a > -22) & (a < 16) & (light > 8)
@@ -119,13 +124,14 @@ def detect_sky(
     top[: max(2, int(0.15 * h))] = True
     # Small pieces are wall panels between windows or gaps in foliage, not sky.
     seeds = _components_touching(seeds_cand, top, min_frac=0.012)
+    none = np.zeros((h, w), bool)
     if seeds.mean() < (0.01 if hint else 0.02):
-        return np.zeros((h, w), bool), None
+        return none, None, none
     median = np.median(lab[seeds], axis=0)
     # A grey "sky" must be brighter than most of the picture (else: a wall, a road); a blue
     # one may be dark (dusk).
     if median[0] < np.percentile(light, 40) and median[2] > -12 and not hint:
-        return np.zeros((h, w), bool), None
+        return none, None, none
     # Grow through sky colours with a little more fine texture (cloud edges) that are not
     # darker than the sky's own dark end (that would be a roof or a tree of a similar hue).
     dark_end = np.percentile(light[seeds], 5) - 12
@@ -138,8 +144,8 @@ def detect_sky(
     sky = cv2.morphologyEx(sky.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
     sky = _fill_small_holes(sky, 0.004)
     if sky.mean() < 0.02:
-        return np.zeros((h, w), bool), None
-    return sky, median
+        return none, None, none
+    return sky, median, seeds
 
 
 def detect_water(
@@ -193,7 +199,16 @@ def detect_water(
 def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = False) -> Regions:
     small = _analysis_image(rgb)
     lab, texture, horizontal = _features(small)
-    sky, sky_lab = detect_sky(lab, texture, horizontal, hint_sky)
+    sky, sky_lab, seeds = detect_sky(lab, texture, horizontal, hint_sky)
+    if sky_lab is not None:
+        # A hazy lake can match the sky's colour and smoothness, and the growth from the seeds
+        # can leak into it through a gap in its far shore (whether it does depends on pixel
+        # details of the analysis image). Water wins such a conflict: look for water below the
+        # sky's smooth core alone, and take what is found out of the grown sky.
+        # Without the caption's hint: a caption must not turn sky into water either.
+        first = detect_water(lab, texture, horizontal, seeds, sky_lab)
+        if first.any():
+            sky = _components_touching(sky & ~first, seeds)
     water = detect_water(lab, texture, horizontal, sky, sky_lab, hint_water)
     rows = np.nonzero(water)[0]
     top = float(np.percentile(rows, 2) / water.shape[0]) if rows.size else 1.0
