@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
@@ -148,24 +149,28 @@ def animate(
 
     clip = parts.motion.animate(photo.rgb, image.faces, request.caption, request.options, on_frame)
     timed("motion", start)
-    start = time.perf_counter()
-    output = parts.safety.check_frames(clip.frames)
-    _record(parts.store, request, "output", output, photo, image.pdq_hex)
-    if output.verdict == "block":
-        raise Refused(output, "output")
-    timed("output_check", start)
     checkpoint()
 
     video_id = new_id()
     report(Stage.ENCODING, 0, len(clip.frames))
-    start = time.perf_counter()
-    # The mark goes onto the luma planes the encoder makes anyway: a third of the cost on RGB.
-    mark = watermark.LumaMark.plan(clip.frames, video_id)
-    timed("watermark", start)
-    start = time.perf_counter()
-    video = encode_mp4(clip.frames, clip.fps, parts.encode,
-                       lambda done, total: on_frame(done, total, Stage.ENCODING), mark.apply)
-    timed("encode", start)
+    # The output check only reads the frames and the encoder works on its own converted
+    # copies, so both run at once; a refusal throws the encoded video away unseen.
+    with ThreadPoolExecutor(1, thread_name_prefix="output-check") as pool:
+        checking = pool.submit(parts.safety.check_frames, clip.frames)
+        start = time.perf_counter()
+        # The mark goes onto the luma planes the encoder makes anyway: a third of the cost.
+        mark = watermark.LumaMark.plan(clip.frames, video_id)
+        timed("watermark", start)
+        start = time.perf_counter()
+        video = encode_mp4(clip.frames, clip.fps, parts.encode,
+                           lambda done, total: on_frame(done, total, Stage.ENCODING), mark.apply)
+        timed("encode", start)
+        start = time.perf_counter()
+        output = checking.result()
+        timed("output_check_wait", start)
+    _record(parts.store, request, "output", output, photo, image.pdq_hex)
+    if output.verdict == "block":
+        raise Refused(output, "output")
     checkpoint()
 
     report(Stage.SIGNING, 0, 0)
