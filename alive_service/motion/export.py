@@ -143,3 +143,9 @@ def _export(model, args, path: Path, inputs, outputs, dynamic_axes) -> None:
             dynamo=False,
         )
     tmp.replace(path)  # atomic: a reader never sees half a file
+
+
+if __name__ == "__main__":
+    import sys
+
+    build(Path(sys.argv[1] if len(sys.argv) > 1 else "build/models"))
