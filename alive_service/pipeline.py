@@ -27,6 +27,21 @@ from safety import Decision, SafetyChecker
 log = logging.getLogger("alive.pipeline")
 
 
+SAFETY_REVIEWER = "system:safety-review"
+# Policy categories as the report reasons moderators sort by.
+_REVIEW_REASONS = {
+    "sexual": "nudity", "suggestive": "nudity", "sexual_minors": "minor_safety",
+    "violence_gore": "violence", "threats": "violence", "hate": "hate",
+    "harassment": "harassment", "self_harm": "self_harm",
+    "deceptive_impersonation": "impersonation", "illegal_goods": "other",
+}
+
+
+def _report_reason(categories: list[str]) -> str:
+    reasons = [_REVIEW_REASONS[c] for c in categories if c in _REVIEW_REASONS]
+    return reasons[0] if reasons else "other"
+
+
 class Stage(Enum):
     CHECKING = 1
     GENERATING = 2
@@ -189,8 +204,16 @@ def animate(
                            clip, video, signed.manifest_id, identity, caption, image.decision,
                            output)
     stored = parts.store.add_video(record, signed.mp4, photo.data)
-    timed("store", start)
     reused = stored.id != video_id
+    flagged = sorted({c for d in (caption, image.decision, output) for c in d.review})
+    if flagged and not reused:
+        # Allowed but flagged by policy: it goes to the moderators' queue like a user report.
+        parts.store.upsert_report(
+            stored.id, SAFETY_REVIEWER, _report_reason(flagged),
+            f"flagged by safety policy {caption.policy_version}: {', '.join(flagged)}",
+            limit_per_hour=None,
+        )
+    timed("store", start)
     mp4 = parts.store.read_mp4(stored) if reused else signed.mp4
     report(Stage.DONE, len(clip.frames), len(clip.frames))
     return Result(stored, mp4, reused, timings)

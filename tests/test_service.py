@@ -196,3 +196,13 @@ def test_a_stripped_and_downscaled_copy_is_traced_back_to_its_video_by_the_water
     assert not reply.manifest_present and reply.validation_state == "Absent"
     assert reply.watermark_video_id == made.info.video_id
     assert reply.record_found and reply.record_manifest_id == made.info.provenance.manifest_id
+
+
+def test_a_caption_flagged_for_review_is_animated_and_queued_for_moderators(
+    server: ServerProcess, store: SqlStore, landscape_jpeg: bytes,
+) -> None:
+    with client_for(server, "erin") as client:
+        made = client.animate(landscape_jpeg, "this fucking sunset is amazing", SMALL)
+    (flag,) = store.reports_for(made.info.video_id)
+    assert flag.reporter == "system:safety-review" and flag.status == "open"
+    assert "profanity" in flag.details

@@ -184,11 +184,13 @@ class Store(Protocol):
 
     # Reports
     def upsert_report(
-        self, video_id: str, reporter: str, reason: str, details: str
+        self, video_id: str, reporter: str, reason: str, details: str,
+        limit_per_hour: int | None = 30,
     ) -> tuple[ReportRecord, bool]:
         """(report, updated): a reporter's second report on a video updates the first
         (and reopens it if it was resolved). NotFound for an unknown video, TakenDown for
-        one taken down, RateLimited beyond the reporter's hourly allowance."""
+        one taken down, RateLimited beyond the reporter's hourly allowance (None: the
+        service's own safety flags, which no user limit applies to)."""
     def reports_for(self, video_id: str) -> Sequence[ReportRecord]: ...
 
     # Hash banks (the safety stage's HashBank)
