@@ -222,3 +222,35 @@ def test_a_repeat_offender_may_no_longer_generate(
             client.animate(photos[3], "", SMALL)
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert error_info(denied.value)[0] == "REPEAT_OFFENDER"
+
+
+@pytest.mark.parametrize("problem", ["server-auth EKU", "expired"])
+def test_a_bad_signing_certificate_stops_start_up_with_a_clear_message(
+    tmp_path: Path, model_dir: Path, problem: str,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from provenance.keys import make_leaf, make_root
+
+    now = datetime.now(UTC)
+    root, root_key = make_root(now - timedelta(days=400))
+    if problem == "expired":
+        leaf, key = make_leaf(root, root_key, now - timedelta(days=200), timedelta(days=90))
+    else:
+        leaf, key = make_leaf(root, root_key, now, eku=(ExtendedKeyUsageOID.SERVER_AUTH,))
+    cert_path, key_path = tmp_path / "leaf.pem", tmp_path / "leaf.key"
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server = ServerProcess(data_dir=tmp_path / "data", env={
+        "ALIVE_SIGN_CERT": str(cert_path), "ALIVE_SIGN_KEY": str(key_path)})
+    server.start(wait=False)
+    assert server.process is not None
+    assert server.process.wait(60) == 2
+    assert "refusing to start" in server.log()
+    assert ("expired" if problem == "expired" else "EKU") in server.log().replace(
+        "ExtendedKeyUsage", "EKU")
