@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from safety.runtime import providers
+
 log = logging.getLogger(__name__)
 
 NET_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
@@ -114,7 +116,7 @@ class FaceDetector:
         if missing:
             raise FileNotFoundError(f"{model_dir} lacks {missing}: run `make models`")
         self._pnet, self._rnet, self._onet = (
-            ort.InferenceSession(str(Path(model_dir) / n), opts, providers=_providers())
+            ort.InferenceSession(str(Path(model_dir) / n), opts, providers=providers())
             for n in NET_FILES
         )
         log.info("face detector runs on %s", self._pnet.get_providers()[0])
@@ -214,19 +216,6 @@ def _downscale(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if rgb.shape[1] > 4 * w and rgb.shape[0] > 4 * h:
         rgb = cv2.resize(rgb, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-
-
-def _providers() -> list[str]:
-    """CUDA first when this machine has an NVIDIA driver, else CPU only.
-
-    onnxruntime-gpu lists CUDA as available even without a GPU, and asking for it then logs
-    loader errors on every session; the driver's /proc entry tells a real GPU machine.
-    """
-    available = ort.get_available_providers()
-    wanted = ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in available and Path("/proc/driver/nvidia").exists():
-        wanted.insert(0, "CUDAExecutionProvider")
-    return wanted
 
 
 def _summed_area_table(rgb: np.ndarray) -> np.ndarray:

@@ -1,9 +1,13 @@
-"""ONNX Runtime sessions for the safety models: GPU when one is really there, else CPU."""
+"""ONNX Runtime sessions: GPU when one is really there, else CPU.
+
+The one place the service decides which execution providers to ask for; the safety
+models, the face detector and the motion model all use it.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import logging
-import os
 from pathlib import Path
 
 import onnxruntime as ort
@@ -11,15 +15,22 @@ import onnxruntime as ort
 log = logging.getLogger(__name__)
 
 
-def _providers() -> list[str]:
-    # onnxruntime-gpu lists CUDA even on machines without a GPU and then logs a loud load
-    # failure for every session; only ask for it when a driver device node exists.
-    available = ort.get_available_providers()
-    wanted = []
-    if "CUDAExecutionProvider" in available and os.path.exists("/dev/nvidiactl"):
-        wanted.append("CUDAExecutionProvider")
-    wanted.append("CPUExecutionProvider")
-    return wanted
+def cuda_available() -> bool:
+    """onnxruntime-gpu lists CUDA even on machines without a GPU, and asking for it there
+    logs a loud load failure for every session: also require the driver's library."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def providers() -> list[str]:
+    if cuda_available():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
 
 
 def onnx_session(path: Path, threads: int = 1) -> ort.InferenceSession:
@@ -27,6 +38,6 @@ def onnx_session(path: Path, threads: int = 1) -> ort.InferenceSession:
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=_providers())
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=providers())
     log.info("safety model %s served by %s", Path(path).name, session.get_providers()[0])
     return session

@@ -35,7 +35,7 @@ from alive_service.motion.regions import (
     pull_push_fill,
     refine_alpha,
 )
-from alive_service.motion.render import Cv2Renderer, OnnxRenderer, cuda_available, ort_providers
+from alive_service.motion.render import Cv2Renderer, OnnxRenderer
 from alive_service.motion.steering import steer
 from alive_service.motion.version import (
     CELL,
@@ -45,6 +45,7 @@ from alive_service.motion.version import (
     MODEL_VERSION,
     RENDER_FILE,
 )
+from safety.runtime import cuda_available, providers
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class OnnxMotionModel:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self._fields = ort.InferenceSession(
-            str(model_dir / FIELDS_FILE), opts, providers=ort_providers()
+            str(model_dir / FIELDS_FILE), opts, providers=providers()
         )
         log.info("motion fields serve on %s", self._fields.get_providers()[0])
         self._files = manifest["files"]

@@ -23,6 +23,7 @@ import numpy as np
 
 from alive_service.motion.interface import Progress, RenderJob
 from alive_service.motion.version import CELL
+from safety.runtime import providers
 
 log = logging.getLogger(__name__)
 
@@ -219,30 +220,6 @@ class _Window:
         )
 
 
-def ort_providers() -> list[str]:
-
-    # Ask for CUDA only when a device can serve it: a listed-but-unusable provider logs errors.
-    return (
-        ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        if cuda_available()
-        else ["CPUExecutionProvider"]
-    )
-
-
-def cuda_available() -> bool:
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
-    try:  # the provider can be listed while no device (or driver) exists
-        import ctypes
-
-        ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return False
-    return True
-
-
 class OnnxRenderer:
     """motion_render.onnx in chunks of frames (GridSample; meant for CUDA)."""
 
@@ -254,7 +231,7 @@ class OnnxRenderer:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(model_path), opts, providers=ort_providers())
+        self.session = ort.InferenceSession(str(model_path), opts, providers=providers())
         self.chunk = chunk
         log.info("motion renderer onnx serves on %s", self.session.get_providers()[0])
 
