@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 from PIL import Image
 
 from alive_service.config import Settings
 from alive_service.encode import encode_mp4
 from alive_service.harness import temporary_server
 from alive_service.load import rss_mb
+from provenance.watermark import decode_mp4_frames
 
 
 def twelve_megapixel_jpeg() -> bytes:
@@ -36,13 +36,6 @@ def twelve_megapixel_jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
-
-
-def decoded_frames(mp4: bytes) -> np.ndarray:
-    import av
-
-    with av.open(io.BytesIO(mp4)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -67,7 +60,7 @@ def in_process(runs: int, photo: bytes) -> None:
             result = animate(request, parts)
             total = time.perf_counter() - start
             # The reference: encoding the same 72 frames, alone, in the same run.
-            frames = decoded_frames(result.mp4)
+            frames = decode_mp4_frames(result.mp4, max_frames=result.video.frames)
             start = time.perf_counter()
             encode_mp4(frames, result.video.fps, parts.encode)
             encoded = time.perf_counter() - start

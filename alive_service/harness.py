@@ -105,10 +105,14 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         return self.start()
 
-    def __exit__(self, *_: object) -> None:
+    def close(self) -> None:
+        """Stop the server and remove its data directory if it was a temporary one."""
         self.stop()
         if self.remove_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def temporary_server(**kwargs: object) -> ServerProcess:

@@ -140,7 +140,7 @@ def main() -> None:
               f"last third max {max(rss[-third:]):.0f}, peak {max(rss):.0f}")
     print(f"errors={errors} lost_reports={lost} (of {len(tally.reports)})")
     if own:
-        own.__exit__(None, None, None)  # stops it and removes its temporary data
+        own.close()
     raise SystemExit(1 if errors or lost else 0)
 
 

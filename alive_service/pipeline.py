@@ -246,7 +246,7 @@ def _video_record(
         photo_sha256=photo.sha256, photo_mime=photo.mime, pdq_hex=pdq_hex,
         width=video.width, height=video.height, fps=video.fps, frames=video.frames,
         size_bytes=0, video_sha256="", manifest_id=manifest_id, c2pa_state="Signed",
-        signer=identity.subject or _first_subject(identity.chain_pem), faces=faces,
+        signer=identity.subject, faces=faces,
         safety={
             "request_id": request.request_id,
             "policy_version": caption.policy_version,
@@ -258,8 +258,3 @@ def _video_record(
         request_fingerprint=request.fingerprint(),
     )
 
-
-def _first_subject(chain_pem: bytes) -> str:
-    from cryptography import x509
-
-    return x509.load_pem_x509_certificate(chain_pem).subject.rfc4514_string()

@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-import cv2
 import numpy as np
 import pdqhash
+
+from safety.imageops import fit
 
 # PDQ downsamples to 64x64 with Jarosz filters anyway; hashing a 512 px copy is ~60x faster
 # on a 12 MP photo and moves the hash by a few bits at most (the reference tools do the same).
@@ -21,20 +22,11 @@ _HASH_SIDE = 512
 _POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def _downscale(rgb: np.ndarray, side: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    scale = side / max(h, w)
-    if scale >= 1.0:
-        return rgb
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-
-
 def pdq_hash(rgb: np.ndarray) -> tuple[str, int]:
     """(64-hex-char PDQ hash, quality 0..100) of an RGB uint8 image."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB array, got shape {rgb.shape}")
-    small = np.ascontiguousarray(_downscale(rgb, _HASH_SIDE), dtype=np.uint8)
+    small = np.ascontiguousarray(fit(rgb, _HASH_SIDE), dtype=np.uint8)
     bits, quality = pdqhash.compute(small)
     return np.packbits(bits.astype(np.uint8)).tobytes().hex(), int(quality)
 

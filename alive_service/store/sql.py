@@ -390,11 +390,6 @@ class SqlStore:
 
         return self._read(q)
 
-    def count_reports(self) -> int:
-        return self._read(
-            lambda s: int(s.scalar(select(func.count()).select_from(schema.Report)) or 0)
-        )
-
     # -- hash banks -------------------------------------------------------------------------
     def nearest(self, pdq_hex: str, max_distance: int) -> BankMatch | None:
         def q(s: Session) -> list[tuple[str, str, str]]:
@@ -680,8 +675,3 @@ class SqlModerationTx:
         self.session.flush()
         return [_strike(r) for r in rows]
 
-
-def check_not_found(value: T | None, what: str) -> T:
-    if value is None:
-        raise NotFound(what)
-    return value
