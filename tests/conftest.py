@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +43,34 @@ def portrait_jpeg() -> bytes:
     return jpeg(data.astronaut())
 
 
+def configured_model_dir() -> Path:
+    return Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
+
+
+def models_with(tmp_path_factory: pytest.TempPathFactory, needed: Iterable[str],
+                *builds: Callable[[Path], None]) -> Path:
+    """The configured model directory when it holds ``needed``, else a fresh build of just
+    these parts (so a component's tests also run before `make models`)."""
+    configured = configured_model_dir()
+    if all((configured / name).is_file() for name in needed):
+        return configured
+    out = tmp_path_factory.mktemp("models")
+    for build in builds:
+        build(out)
+    return out
+
+
+def grace_hopper() -> np.ndarray:
+    """Matplotlib's sample portrait of Grace Hopper."""
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        return np.asarray(Image.open(f).convert("RGB"))
+
+
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    path = Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
+    path = configured_model_dir()
     if not (path / "BUILD.json").exists():
         pytest.fail(f"models are not built in {path}: run `make models`")
     return path

@@ -12,31 +12,20 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-from matplotlib import cbook
-from PIL import Image
 from sklearn.datasets import load_sample_image
 
 from safety.faces import NET_FILES, THRESHOLDS, FaceDetector, build
+from tests.conftest import grace_hopper, models_with
 
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
-    if all((configured / name).is_file() for name in NET_FILES):
-        return configured
-    out = tmp_path_factory.mktemp("face_models")
-    build(out)
-    return out
+    return models_with(tmp_path_factory, NET_FILES, build)
 
 
 @pytest.fixture(scope="session")
 def detector(model_dir: Path) -> FaceDetector:
     return FaceDetector(model_dir)
-
-
-def grace_hopper() -> np.ndarray:
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        return np.asarray(Image.open(f).convert("RGB"))
 
 
 # Each portrait with the tip of the nose, marked by eye on the photo (x, y pixels).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from alive_service.motion import Clip, MotionOptions, load_motion_model
 from alive_service.motion.model import OnnxMotionModel, output_size, resize_photo
 from alive_service.motion.steering import steer
+from tests.conftest import models_with
 
 SMALL = MotionOptions(long_side=320, duration_s=1.0, fps=24)
 
@@ -36,13 +36,9 @@ ASTRONAUT_FACE = HandFace(
 
 @pytest.fixture(scope="module")
 def motion_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
-    if not (path / "motion.json").is_file():
-        from alive_service.motion.export import build
+    from alive_service.motion.export import build
 
-        path = tmp_path_factory.mktemp("motion")
-        build(path)
-    return path
+    return models_with(tmp_path_factory, ["motion.json"], build)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ captions with scary words still pass."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,16 @@ from safety.decision import Decision, decide
 from safety.evaluate import evaluate
 from safety.normalize import views
 from safety.policy import DEFAULT_POLICY, load_policy
+from tests.conftest import models_with
 
 SAFETY_FILES = ("minilm.onnx", "minilm_tokenizer.json", "caption_heads.npz", "nudenet_320n.onnx")
 
 
 @pytest.fixture(scope="module")
 def safety_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
-    if all((configured / name).is_file() for name in SAFETY_FILES):
-        return configured
     from safety.build import build
 
-    out = tmp_path_factory.mktemp("safety_models")
-    build(out)
-    return out
+    return models_with(tmp_path_factory, SAFETY_FILES, build)
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
-from matplotlib import cbook
 from PIL import Image
 from sklearn.datasets import load_sample_image
 from typer.testing import CliRunner
@@ -21,6 +19,7 @@ from safety.check import SafetyChecker
 from safety.hashing import MemoryHashBank, hamming, pdq_hash
 from safety.nudity import LABELS, Detection, nms, nudity_result
 from safety.policy import DEFAULT_POLICY, load_policy
+from tests.conftest import grace_hopper, models_with
 
 NEEDED = (
     "minilm.onnx",
@@ -34,26 +33,15 @@ NEEDED = (
 
 @pytest.fixture(scope="module")
 def safety_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    configured = Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
-    if all((configured / name).is_file() for name in NEEDED):
-        return configured
     from safety.build import build
     from safety.faces import build as build_faces
 
-    out = tmp_path_factory.mktemp("safety_models")
-    build(out)
-    build_faces(out)
-    return out
+    return models_with(tmp_path_factory, NEEDED, build, build_faces)
 
 
 @pytest.fixture(scope="module")
 def checker(safety_models: Path) -> SafetyChecker:
     return SafetyChecker(safety_models)
-
-
-def grace_hopper() -> np.ndarray:
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        return np.asarray(Image.open(f).convert("RGB"))
 
 
 EVERYDAY = {

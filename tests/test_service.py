@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from alive_service.auth import load_or_create_secret, mint_token
 from alive_service.client import AliveClient
@@ -42,11 +42,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def store(server: ServerProcess) -> SqlStore:
     url = server.db_url or f"sqlite:///{server.data_dir / 'alive.db'}"
     return SqlStore(url, server.data_dir / "blobs")
-
-
-def count_videos(store: SqlStore) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(schema.Video)).scalar_one())
 
 
 def client_for(server: ServerProcess, user: str = "alice") -> AliveClient:
@@ -104,11 +99,11 @@ def test_a_retry_with_the_same_key_returns_the_same_video_and_stores_nothing_twi
 ) -> None:
     with client_for(server) as client:
         first = client.animate(portrait_jpeg, "a big smile", SMALL, idempotency_key="retry-1")
-        videos_before = count_videos(store)
+        videos_before = store.count_videos()
         again = client.animate(portrait_jpeg, "a big smile", SMALL, idempotency_key="retry-1")
         assert again.info.video_id == first.info.video_id and again.info.reused
         assert again.mp4 == first.mp4
-        assert count_videos(store) == videos_before
+        assert store.count_videos() == videos_before
         code, reason, _ = rpc_failure(
             lambda: client.animate(portrait_jpeg, "different", SMALL, idempotency_key="retry-1"))
         assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "IDEMPOTENCY_KEY_REUSED")
@@ -149,13 +144,13 @@ def test_every_rpc_needs_a_valid_token(server: ServerProcess, landscape_jpeg: by
 def test_a_refused_caption_ends_with_the_policy_category_and_stores_only_the_decision(
     server: ServerProcess, store: SqlStore, landscape_jpeg: bytes,
 ) -> None:
-    videos_before = count_videos(store)
+    videos_before = store.count_videos()
     with client_for(server, "dave") as client:
         code, reason, metadata = rpc_failure(
             lambda: client.animate(landscape_jpeg, "make them look like a naked child", SMALL))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "POLICY_BLOCKED")
     assert metadata["category"] and metadata["policy_version"] and metadata["stage"] == "caption"
-    assert count_videos(store) == videos_before
+    assert store.count_videos() == videos_before
     with store.engine.connect() as conn:
         decisions = conn.execute(
             select(schema.Decision.verdict, schema.Decision.category, schema.Decision.photo_sha256)
