@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import create_engine, event, func, select, text, update
+from sqlalchemy import case, create_engine, event, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,7 +31,7 @@ from alive_service.store.interface import (
 )
 
 if TYPE_CHECKING:
-    from safety.hashing import BankMatch
+    from safety.hashing import BankMatch, MemoryHashBank
 
 T = TypeVar("T")
 
@@ -136,6 +136,7 @@ class SqlStore:
             self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
         )
         self.blobs = BlobStore(blob_dir)
+        self._bank_cache: tuple[tuple[int, int], MemoryHashBank, dict[str, str]] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
@@ -392,29 +393,51 @@ class SqlStore:
 
     # -- hash banks -------------------------------------------------------------------------
     def nearest(self, pdq_hex: str, max_distance: int) -> BankMatch | None:
-        def q(s: Session) -> list[tuple[str, str, str]]:
-            return [
-                (r.id, r.bank, r.pdq_hex)
-                for r in s.execute(
-                    select(schema.BankEntry.id, schema.BankEntry.bank, schema.BankEntry.pdq_hex)
-                    .where(schema.BankEntry.active.is_(True))
-                )
-            ]
+        from safety.hashing import BankMatch
 
-        rows = self._read(q)
-        if not rows:
-            return None
-        # Imported here: numpy and OpenCV stay out of light clients such as alive-mod.
-        from safety.hashing import BankMatch, MemoryHashBank
-
-        # Read fresh on every check, so a takedown through any replica applies at once.
-        bank_of = {entry_id: bank for entry_id, bank, _ in rows}
-        match = MemoryHashBank("db", [(entry_id, h) for entry_id, _, h in rows]).nearest(
-            pdq_hex, max_distance
-        )
+        bank, bank_of = self._active_bank()
+        match = bank.nearest(pdq_hex, max_distance) if bank_of else None
         if match is None:
             return None
         return BankMatch(bank_of[match.entry_id], match.entry_id, match.hash_hex, match.distance)
+
+    def _active_bank(self) -> tuple[MemoryHashBank, dict[str, str]]:
+        """The active entries as a matching engine, rebuilt only when they changed.
+
+        Rows are only ever added or deactivated (never deleted, never reactivated), so the
+        pair (all rows, active rows) changes with every change of the active set. Checking
+        it on every call keeps a takedown made through any replica effective at once, while
+        a 10k-entry bank is not re-read and re-parsed for every photo.
+        """
+        # Imported here: numpy and OpenCV stay out of light clients such as alive-mod.
+        from safety.hashing import MemoryHashBank
+
+        active = schema.BankEntry.active.is_(True)
+
+        cached = self._bank_cache  # this call's snapshot, whatever other threads do
+
+        def q(s: Session) -> tuple[tuple[int, int], list[tuple[str, str, str]]]:
+            total, live = s.execute(
+                select(func.count(), func.coalesce(func.sum(case((active, 1), else_=0)), 0))
+                .select_from(schema.BankEntry)
+            ).one()
+            key = (int(total), int(live))
+            if cached is not None and cached[0] == key:
+                return key, []
+            rows = s.execute(
+                select(schema.BankEntry.id, schema.BankEntry.bank, schema.BankEntry.pdq_hex)
+                .where(active)
+            ).all()
+            return key, [(r.id, r.bank, r.pdq_hex) for r in rows]
+
+        key, rows = self._read(q)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        bank = MemoryHashBank("db", [(entry_id, h) for entry_id, _, h in rows])
+        bank_of = {entry_id: name for entry_id, name, _ in rows}
+        # One tuple swap: readers on other threads see the old bank or the new, never half.
+        self._bank_cache = (key, bank, bank_of)
+        return bank, bank_of
 
     def add_bank_entry(self, bank: str, pdq_hex: str, source: str, note: str = "") -> BankEntry:
         with self._session(write=True) as session:
