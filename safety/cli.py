@@ -15,8 +15,14 @@ import typer
 app = typer.Typer(help="Alive safety checks: captions, photos and the held-out caption eval.")
 
 
-def _model_dir() -> Path:
-    return Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
+def _model_dir(*needed: str) -> Path:
+    path = Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
+    if not all((path / name).is_file() for name in needed or ("minilm.onnx",)):
+        # The default is relative to the checkout: say so instead of a tokenizer traceback.
+        typer.echo(f"alive-safety: no built models in {path.resolve()}: run `make models` in "
+                   "the checkout, or set ALIVE_MODEL_DIR", err=True)
+        raise typer.Exit(2)
+    return path
 
 
 def _policy_path() -> Path | None:
@@ -69,7 +75,8 @@ def image(
             if parts and not parts[0].startswith("#"):
                 entries.append((parts[1] if len(parts) > 1 else str(n + 1), parts[0]))
         hash_bank = MemoryHashBank(bank.stem, entries)
-    checker = SafetyChecker(_model_dir(), _policy_path())
+    checker = SafetyChecker(_model_dir("minilm.onnx", "nudenet_320n.onnx", "pnet.onnx"),
+                             _policy_path())
     report = checker.check_image(_load_rgb(photo), hash_bank)
     payload = report.decision.to_json()
     payload["faces"] = len(report.faces)
