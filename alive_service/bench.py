@@ -102,8 +102,14 @@ def over_grpc(photo: bytes, requests: int) -> None:
 
         threading.Thread(target=sample, daemon=True).start()
         token = server.token("bench")
+        # Warm-up: each worker process's first requests are slow (allocator, caches).
         with AliveClient(server.addr, token=token) as client:
-            client.animate(photo)  # warm-up
+            for _ in range(3):
+                warm = [threading.Thread(target=client.animate, args=(photo,)) for _ in range(2)]
+                for t in warm:
+                    t.start()
+                for t in warm:
+                    t.join()
         baseline_p50 = 0.0
         for clients in (1, 4):
             latencies: list[float] = []

@@ -27,6 +27,9 @@ class DecodeError(ValueError):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self) -> tuple:  # crosses from the worker process to the server's
+        return DecodeError, (self.reason, str(self))
+
 
 @dataclass(frozen=True)
 class DecodeLimits:

@@ -74,10 +74,18 @@ def client_loop(addr: str, token: str, user: str, requests: int, seed: int, tall
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of a process and all its descendants (the server and its workers)."""
+    total = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += rss_mb(int(child))
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # it exited while we looked
+    return total
 
 
 def main() -> None:

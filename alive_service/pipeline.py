@@ -62,6 +62,9 @@ class Refused(Exception):
         self.decision = decision
         self.stage = stage
 
+    def __reduce__(self) -> tuple:  # crosses from the worker process to the server's
+        return Refused, (self.decision, self.stage)
+
 
 class Cancelled(Exception):
     """The client went away or its deadline passed; work stopped between frames."""
@@ -71,6 +74,9 @@ class Cancelled(Exception):
         self.stage = stage
         self.frames_done = frames_done
         self.frames_total = frames_total
+
+    def __reduce__(self) -> tuple:
+        return Cancelled, (self.stage, self.frames_done, self.frames_total)
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,11 @@ def animate(
     parts: Parts,
     progress: ProgressFn | None = None,
     cancelled: Callable[[], bool] = _never,
+    threads: int | None = None,
 ) -> Result:
+    """Run one request through every stage. ``threads``: the CPU threads it may use (a lone
+    request gets every core; under load each gets one, since splitting a request costs more
+    CPU than it saves); None keeps what the parts were built with."""
     report = progress or (lambda stage, done, total: None)
     timings: dict[str, float] = {}
 
@@ -162,7 +172,8 @@ def animate(
         checkpoint()
         report(stage, done, total)
 
-    clip = parts.motion.animate(photo.rgb, image.faces, request.caption, request.options, on_frame)
+    clip = parts.motion.animate(photo.rgb, image.faces, request.caption, request.options, on_frame,
+                                threads)
     timed("motion", start)
     checkpoint()
 
@@ -177,7 +188,8 @@ def animate(
         mark = watermark.LumaMark.plan(clip.frames, video_id)
         timed("watermark", start)
         start = time.perf_counter()
-        video = encode_mp4(clip.frames, clip.fps, parts.encode,
+        encoding = replace(parts.encode, threads=threads) if threads else parts.encode
+        video = encode_mp4(clip.frames, clip.fps, encoding,
                            lambda done, total: on_frame(done, total, Stage.ENCODING), mark.apply)
         timed("encode", start)
         start = time.perf_counter()

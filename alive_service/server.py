@@ -23,6 +23,7 @@ from alive_service.pipeline import Parts
 from alive_service.rpc import pb
 from alive_service.service import AliveServicer, Runtime, add_to_server
 from alive_service.store import SqlStore, StoreUnavailable, upgrade
+from alive_service.workers import WorkerPool
 from provenance.keys import (
     CertificateError,
     DevIdentitySource,
@@ -51,14 +52,22 @@ def signing_identity(settings: Settings) -> tuple[Callable[[], SigningIdentity],
     return DevIdentitySource(settings.keys_dir).get, anchors
 
 
-def load_parts(settings: Settings, identity: Callable[[], SigningIdentity]) -> Parts:
+def open_store(settings: Settings, migrate: bool = True) -> SqlStore:
+    if migrate:
+        upgrade(settings.database_url)
+    store = SqlStore(settings.database_url, settings.blob_dir)
+    store.ping()
+    return store
+
+
+def load_parts(settings: Settings, identity: Callable[[], SigningIdentity],
+               migrate: bool = True) -> Parts:
+    """Everything one generation process needs: models, keys, its own store connection."""
     # Imported here: loading models is the slow part and the health service is up meanwhile.
     from alive_service.motion import load_motion_model
     from safety import SafetyChecker
 
-    upgrade(settings.database_url)
-    store = SqlStore(settings.database_url, settings.blob_dir)
-    store.ping()
+    store = open_store(settings, migrate)
     threads = os.cpu_count() or 2
     policy = Path(settings.policy_file) if settings.policy_file else None
     return Parts(
@@ -144,6 +153,7 @@ def main() -> None:
     auth.ensure_dev_token(settings.data_dir, secret)
     runtime = Runtime(settings=settings, secret=secret, trust_anchors=anchors,
                       admission=Admission(settings.workers, settings.queue_depth))
+    workers = WorkerPool(settings, settings.workers)
     server, port, health_servicer = build_server(settings, runtime)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
@@ -153,14 +163,17 @@ def main() -> None:
 
     def warm_up() -> None:
         try:
-            runtime.parts = load_parts(settings, identity)
+            store = open_store(settings)
+            # Workers start after the migration, so none of them sees an old schema.
+            workers.start()
         except Exception:
             log.exception("start-up failed")
             failed.set()
             server.stop(0)
             return
+        runtime.store, runtime.workers = store, workers
         log.info("serving", extra={"addr": f"{host}:{port}"})
-        watch_database(runtime.parts.store, health_servicer, stopping)
+        watch_database(store, health_servicer, stopping)
 
     failed = threading.Event()
     stopping = threading.Event()
@@ -179,6 +192,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, on_signal)
     server.wait_for_termination()
     runtime.admission.shutdown()
+    workers.close()
     log.info("stopped")
     if failed.is_set():
         sys.exit(1)

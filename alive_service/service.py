@@ -21,16 +21,18 @@ from alive_service.admission import Admission, Full
 from alive_service.auth import AuthError, Identity, identity_from_metadata
 from alive_service.config import Settings
 from alive_service.decode import DecodeError
-from alive_service.pipeline import AnimateRequest, Cancelled, Parts, Refused, Stage, animate
+from alive_service.pipeline import AnimateRequest, Cancelled, Refused, Stage
 from alive_service.rpc import RpcError, pb, pb_grpc, rich_status
 from alive_service.store import (
     Conflict,
     NotFound,
     RateLimited,
+    Store,
     StoreUnavailable,
     TakenDown,
     VideoRecord,
 )
+from alive_service.workers import WorkerCrashed, WorkerPool
 from provenance.verify import verify_mp4
 
 log = logging.getLogger("alive.service")
@@ -51,13 +53,15 @@ _STAGES = {
 
 @dataclass
 class Runtime:
-    """What the handlers need; ``parts`` is None until models and database are ready."""
+    """What the handlers need; ``store`` and ``workers`` are None until the database is
+    migrated and every worker has loaded its models."""
 
     settings: Settings
     secret: bytes
     trust_anchors: bytes
     admission: Admission
-    parts: Parts | None = None
+    store: Store | None = None
+    workers: WorkerPool | None = None
 
 
 @dataclass(frozen=True)
@@ -138,23 +142,26 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
         except AuthError as exc:
             raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "BAD_TOKEN", str(exc)) from None
 
-    def _parts(self) -> Parts:
-        if self.rt.parts is None:
+    def _store(self) -> Store:
+        return self._ready()[0]
+
+    def _ready(self) -> tuple[Store, WorkerPool]:
+        if self.rt.store is None or self.rt.workers is None:
             raise RpcError(grpc.StatusCode.UNAVAILABLE, "WARMING_UP",
                            "the service is loading its models; retry shortly", retry_after_s=2.0)
-        return self.rt.parts
+        return self.rt.store, self.rt.workers
 
-    def _rate_limit(self, parts: Parts, user: str) -> None:
+    def _rate_limit(self, store: Store, user: str) -> None:
         limit = self.rt.settings.user_requests_per_minute
         # Every request that gets past validation records a caption decision.
         since = datetime.now(UTC) - timedelta(minutes=1)
-        if parts.store.count_decisions(user, stage="caption", since=since) >= limit:
+        if store.count_decisions(user, stage="caption", since=since) >= limit:
             raise RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "USER_RATE_LIMITED",
                            f"at most {limit} videos a minute per user; slow down",
                            retry_after_s=20.0)
 
-    def _strikes(self, parts: Parts, user: str) -> None:
-        strikes = parts.store.strikes_for(user)
+    def _strikes(self, store: Store, user: str) -> None:
+        strikes = store.strikes_for(user)
         if len(strikes) >= self.rt.settings.strike_limit:
             raise RpcError(grpc.StatusCode.PERMISSION_DENIED, "REPEAT_OFFENDER",
                            f"{len(strikes)} of your videos were taken down after review; "
@@ -162,7 +169,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                            metadata={"strikes": str(len(strikes))})
 
     def _video_for(self, video_id: str, user: str) -> VideoRecord:
-        record = self._parts().store.get_video(video_id)
+        record = self._store().get_video(video_id)
         if record is None:
             raise RpcError(grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND", f"no video {video_id}")
         if record.status == "taken_down":
@@ -208,6 +215,8 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                             "storage is temporarily unavailable; retry later", retry_after_s=5.0)
         if isinstance(exc, Cancelled):
             return RpcError(grpc.StatusCode.CANCELLED, "CANCELLED", str(exc))
+        if isinstance(exc, WorkerCrashed):
+            return RpcError(grpc.StatusCode.INTERNAL, "WORKER_CRASHED", str(exc))
         if isinstance(exc, Full):
             return RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "AT_CAPACITY",
                             "the server is at capacity; retry later",
@@ -223,7 +232,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
         try:
             user = self._identity(context).user
             _parsed(request)
-            parts = self._parts()
+            store, workers = self._ready()
             if not request.photo:
                 raise validate.invalid("EMPTY_PHOTO", "the request carries no photo")
             typed = AnimateRequest(
@@ -232,8 +241,8 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                 options=validate.options(request.options),
                 idempotency_key=validate.idempotency_key(request.idempotency_key),
             )
-            self._rate_limit(parts, user)
-            self._strikes(parts, user)
+            self._rate_limit(store, user)
+            self._strikes(store, user)
             events: queue.Queue[tuple[str, Any]] = queue.Queue()
             stop = threading.Event()
 
@@ -241,7 +250,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                 events.put(("progress", pb.Progress(stage=_STAGES[stage], frames_done=done,
                                                     frames_total=total)))
 
-            future = self.rt.admission.submit(animate, typed, parts, progress, stop.is_set)
+            future = self.rt.admission.submit(workers.animate, typed, progress, stop.is_set)
             metrics.QUEUE_DEPTH.set(self.rt.admission.queued)
             deadline = started + min(MAX_ANIMATE_S, context.time_remaining() or MAX_ANIMATE_S)
             while not future.done():
@@ -281,7 +290,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
             user = self._identity(context).user
             _parsed(request)
             record = self._video_for(validate.video_id(request.video_id), user)
-            data = self._parts().store.read_mp4(record)
+            data = self._store().read_mp4(record)
             yield from _chunks(data)
             metrics.REQUESTS.labels("GetVideo", "OK").inc()
         except Exception as exc:  # noqa: BLE001
@@ -296,7 +305,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
             reason = validate.report_reason(request.reason)
             details = validate.details(request.details)
             self._video_for(video_id, user)
-            report, updated = self._parts().store.upsert_report(video_id, user, reason, details)
+            report, updated = self._store().upsert_report(video_id, user, reason, details)
             metrics.REQUESTS.labels("ReportVideo", "OK").inc()
             log.info("reported", extra={"user": user, "video_id": video_id, "reason": reason,
                                         "report_id": report.id, "updated": updated})
@@ -312,7 +321,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
             _parsed(request)
             if not request.video:
                 raise validate.invalid("EMPTY_VIDEO", "the request carries no video")
-            store = self._parts().store
+            store = self._store()
             result = verify_mp4(request.video, self.rt.trust_anchors)
             record = None
             if result.manifest_id:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -159,6 +160,40 @@ def test_a_graceful_stop_finishes_the_requests_in_flight(
     (result,) = outcomes
     assert not isinstance(result, grpc.RpcError), result
     assert result.info.video_id  # type: ignore[attr-defined]
+
+
+def test_a_crashed_worker_costs_only_its_own_request(
+    one_worker: ServerProcess, landscape_jpeg: bytes,
+) -> None:
+    (ready,) = [e for e in log_events(one_worker) if e.get("msg") == "workers ready"]
+    (pid,) = ready["pids"]
+    outcomes: list[object] = []
+    generating = threading.Event()
+
+    def animate() -> None:
+        with AliveClient(one_worker.addr, token=one_worker.token("a")) as client:
+            try:
+                outcomes.append(client.animate(
+                    landscape_jpeg, "", SLOW,
+                    on_progress=lambda p: p.stage == pb.STAGE_GENERATING and generating.set()))
+            except grpc.RpcError as exc:
+                outcomes.append(exc)
+
+    caller = threading.Thread(target=animate)
+    caller.start()
+    assert generating.wait(60)
+    os.kill(pid, signal.SIGKILL)  # as a native crash or the OOM killer would
+    caller.join(60)
+    (failed,) = outcomes
+    assert isinstance(failed, grpc.RpcError)
+    assert failed.code() == grpc.StatusCode.INTERNAL
+    assert error_info(failed)[0] == "WORKER_CRASHED"
+    assert health_status(one_worker.addr) == health_pb2.HealthCheckResponse.SERVING
+    # A fresh worker takes the dead one's place, and the next request is served.
+    with AliveClient(one_worker.addr, token=one_worker.token("b")) as client:
+        assert client.animate(landscape_jpeg, "", SMALL).info.video_id
+    replaced = [e for e in log_events(one_worker) if e.get("msg") == "worker replaced"]
+    assert replaced and replaced[0]["pid"] != pid
 
 
 @pytest.fixture

@@ -73,6 +73,7 @@ class MotionModel(Protocol):
         caption: str,
         options: MotionOptions,
         progress: Progress | None = None,
+        threads: int | None = None,  # CPU threads for this request; None: the model's own
     ) -> Clip: ...
 
 
@@ -97,4 +98,5 @@ class Renderer(Protocol):
 
     name: str
 
-    def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None) -> None: ...
+    def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None,
+               threads: int | None = None) -> None: ...

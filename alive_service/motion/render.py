@@ -41,7 +41,9 @@ class Cv2Renderer:
     def __init__(self, threads: int = 2) -> None:
         self.threads = max(1, threads)
 
-    def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None) -> None:
+    def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None,
+               threads: int | None = None) -> None:
+        workers_n = max(1, threads or self.threads)
         photo = job.photo
         t_total = job.mix.shape[0]
         y0, y1, x0, x1 = job.bbox
@@ -108,7 +110,7 @@ class Cv2Renderer:
 
         def worker(first: int) -> None:
             warped = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
-            for t in range(first, t_total, self.threads):
+            for t in range(first, t_total, workers_n):
                 draw(t, warped)
                 with lock:
                     done[0] += 1
@@ -118,7 +120,7 @@ class Cv2Renderer:
         lock = threading.Lock()
         done = [1]
         workers = [
-            threading.Thread(target=worker, args=(1 + i,), daemon=True) for i in range(self.threads)
+            threading.Thread(target=worker, args=(1 + i,), daemon=True) for i in range(workers_n)
         ]
         for th in workers:
             th.start()
@@ -235,7 +237,9 @@ class OnnxRenderer:
         self.chunk = chunk
         log.info("motion renderer onnx serves on %s", self.session.get_providers()[0])
 
-    def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None) -> None:
+    def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None,
+               threads: int | None = None) -> None:
+        # The GPU does the work; the session's own CPU threads are fixed when it is made.
         t_total = job.mix.shape[0]
         chw = np.ascontiguousarray(job.photo.transpose(2, 0, 1)[None], dtype=np.float32)
         src = np.ascontiguousarray(job.source.transpose(2, 0, 1)[None], dtype=np.float32)

@@ -59,6 +59,9 @@ class RateLimited(RuntimeError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
+    def __reduce__(self) -> tuple:  # crosses from a worker process to the server's
+        return RateLimited, (str(self), self.retry_after_s)
+
 
 @dataclass(frozen=True)
 class DecisionRecord:

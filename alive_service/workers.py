@@ -1,0 +1,243 @@
+"""Generation runs in worker processes, one per core; the server process only talks gRPC.
+
+Why processes: two requests in one interpreter fight over the GIL. Every OpenCV, numpy and
+PyAV call gives the GIL up and takes it back, hundreds of times per frame, and each
+take-back can wait behind the other request. Measured here with two requests at once:
+~0.76 s of wall time per video in threads, ~0.63 s in processes. A worker that crashes
+(a native library faulting on a hostile file, the kernel's OOM killer) also takes only its
+own request down.
+
+Life cycle of one job::
+
+    gRPC handler -> Admission (bounded queue) -> WorkerPool.animate(request, progress, cancelled)
+      |  takes an idle worker; CPU threads = cores // busy workers
+      |  pipe -> worker: ("job", AnimateRequest, threads)
+      v
+    worker process: pipeline.animate(...) with its own models, store connection and keys
+      |  pipe <- ("progress", stage, done, total) ...     (at most ~10 a second per stage)
+      |  pipe <- ("result", Result) | ("error", exception)
+      v
+    WorkerPool returns the Result or raises the pipeline's exception; the worker is idle again.
+    A cancel sets the worker's event, and the pipeline stops between frames (Cancelled).
+    If the worker dies mid-job: WorkerCrashed for that request, and a fresh worker replaces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from alive_service.config import Settings
+from alive_service.pipeline import AnimateRequest, ProgressFn, Result, Stage
+
+log = logging.getLogger("alive.workers")
+
+# Progress reaches the phone over a cell network: ten updates a second is plenty.
+PROGRESS_EVERY_S = 0.1
+_CTX = mp.get_context("spawn")  # grpc's threads do not survive fork
+
+
+class WorkerCrashed(RuntimeError):
+    """The worker process running the request died. If it died after storing the video,
+    a retry with the same idempotency key returns that video instead of a second one."""
+
+
+@dataclass
+class _Worker:
+    process: Any  # a spawn-context Process
+    conn: Connection
+    cancel: Any  # a spawn-context Event
+
+
+def _throttled(send: Callable[[tuple], None]) -> ProgressFn:
+    last: dict[str, Any] = {"stage": None, "at": 0.0}
+
+    def progress(stage: Stage, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage is last["stage"] and done < total and now - last["at"] < PROGRESS_EVERY_S:
+            return
+        last.update(stage=stage, at=now)
+        send(("progress", stage, done, total))
+
+    return progress
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    """The exception itself when it survives pickling, else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any pickling failure
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _serve(settings: Settings, conn: Connection, cancel: Any) -> None:
+    """A worker process: load everything once, then run jobs until the pipe closes."""
+    # The server process decides when to stop; a Ctrl-C to the process group must not
+    # kill a request the server is draining.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from alive_service import logs
+    from alive_service.pipeline import animate
+    from alive_service.server import load_parts, signing_identity
+
+    logs.configure(settings.log_level)
+    try:
+        identity, _ = signing_identity(settings)
+        parts = load_parts(settings, identity, migrate=False)
+    except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
+        log.exception("worker start-up failed")
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the server went away
+        if message is None:
+            return
+        _, request, threads = message
+        progress = _throttled(conn.send)
+        try:
+            result = animate(request, parts, progress, cancel.is_set, threads)
+            conn.send(("result", result))
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the handler
+            conn.send(("error", _sendable(exc)))
+
+
+class WorkerPool:
+    """``workers`` generation processes. ``animate`` blocks the calling thread until its
+    request is done; the Admission pool in front never runs more requests than workers."""
+
+    def __init__(self, settings: Settings, workers: int, cores: int | None = None) -> None:
+        self.settings = settings
+        self.size = max(1, workers)
+        self.cores = cores or os.cpu_count() or 1
+        # Last in, first out: a lone client keeps hitting the same warm worker.
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._closed = False
+        self.pids: set[int] = set()
+
+    def start(self, timeout_s: float = 300.0) -> None:
+        """Start every worker and wait until each has loaded its models."""
+        starting = [self._spawn() for _ in range(self.size)]
+        for worker in starting:
+            self._await_ready(worker, timeout_s)
+            self._idle.put(worker)
+        log.info("workers ready", extra={"workers": self.size, "pids": sorted(self.pids)})
+
+    def _spawn(self) -> _Worker:
+        ours, theirs = _CTX.Pipe()
+        cancel = _CTX.Event()
+        process = _CTX.Process(target=_serve, args=(self.settings, theirs, cancel),
+                               name="alive-worker", daemon=True)
+        process.start()
+        theirs.close()
+        return _Worker(process, ours, cancel)
+
+    def _await_ready(self, worker: _Worker, timeout_s: float) -> None:
+        if not worker.conn.poll(timeout_s):
+            worker.process.kill()
+            raise RuntimeError(f"a worker did not load its models within {timeout_s:.0f} s")
+        try:
+            kind, detail = worker.conn.recv()
+        except EOFError:
+            raise RuntimeError(f"a worker died while starting (exit code "
+                               f"{worker.process.exitcode})") from None
+        if kind != "ready":
+            raise RuntimeError(f"a worker could not start: {detail}")
+        self.pids.add(detail)
+
+    def _replace(self, dead: _Worker) -> None:
+        """Start a fresh worker for one that died, in the background; until it is ready
+        the pool runs one short."""
+        self.pids.discard(dead.process.pid)
+        dead.conn.close()
+
+        def restart() -> None:
+            while not self._closed:
+                try:
+                    worker = self._spawn()
+                    self._await_ready(worker, 300.0)
+                except Exception:  # noqa: BLE001 - logged, and tried again
+                    log.exception("could not replace a worker; retrying in 5 s")
+                    time.sleep(5.0)
+                    continue
+                log.info("worker replaced", extra={"pid": worker.process.pid})
+                self._idle.put(worker)
+                return
+
+        threading.Thread(target=restart, name="worker-restart", daemon=True).start()
+
+    def animate(self, request: AnimateRequest, progress: ProgressFn,
+                cancelled: Callable[[], bool]) -> Result:
+        worker = self._idle.get()
+        while not worker.process.is_alive():  # died while idle: not this request's fault
+            log.error("idle worker died", extra={"pid": worker.process.pid,
+                                                 "exit_code": worker.process.exitcode})
+            self._replace(worker)
+            worker = self._idle.get()
+        with self._lock:
+            self._busy += 1
+            # A lone request may use every core; with others running, one each.
+            threads = max(1, self.cores // self._busy)
+        try:
+            return self._run(worker, request, progress, cancelled, threads)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def _run(self, worker: _Worker, request: AnimateRequest, progress: ProgressFn,
+             cancelled: Callable[[], bool], threads: int) -> Result:
+        worker.cancel.clear()
+        try:
+            worker.conn.send(("job", request, threads))
+            while True:
+                if not worker.conn.poll(0.05):
+                    if cancelled():
+                        worker.cancel.set()
+                    continue
+                message = worker.conn.recv()
+                if message[0] == "progress":
+                    progress(*message[1:])
+                    continue
+                self._idle.put(worker)
+                if message[0] == "error":
+                    raise message[1]
+                return message[1]
+        except (EOFError, OSError, BrokenPipeError):
+            worker.process.join(1.0)
+            code = worker.process.exitcode
+            log.error("worker died", extra={"pid": worker.process.pid, "exit_code": code,
+                                            "request_id": request.request_id})
+            self._replace(worker)
+            raise WorkerCrashed(f"the process generating this video stopped unexpectedly (exit "
+                                f"code {code}); retry with the same idempotency key") from None
+
+    def close(self) -> None:
+        """Stop the idle workers (the server drains requests before it calls this)."""
+        self._closed = True
+        while True:
+            try:
+                worker = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+            worker.process.join(10.0)
+            if worker.process.is_alive():
+                worker.process.kill()
