@@ -4,19 +4,22 @@
    per-stage p50/p95, and the ratio of the whole request to encoding the same 72 frames alone.
 2. Each component's own benchmark (motion, safety, provenance).
 3. The real server over gRPC: end-to-end latency with 1 and 4 concurrent clients,
-   videos per minute, and the server's peak RSS.
+   videos per minute, and the server's peak RSS (all its processes); then the same with
+   ALIVE_REQUEST_THREADS=0 (a lone request on every core).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -51,18 +54,20 @@ def in_process(runs: int, photo: bytes) -> None:
         settings = Settings(data_dir=Path(tmp))
         identity, _ = signing_identity(settings)
         parts = load_parts(settings, identity)
+        # As the server runs a request: on ALIVE_REQUEST_THREADS cores (the reference too).
+        threads = settings.request_threads or os.cpu_count() or 1
         stages: dict[str, list[float]] = {}
         totals, encode_only = [], []
         for i in range(runs + 1):
             request = AnimateRequest(user="bench", request_id=f"bench{i}", photo=photo,
                                      caption="clouds drifting over the temple")
             start = time.perf_counter()
-            result = animate(request, parts)
+            result = animate(request, parts, threads=threads)
             total = time.perf_counter() - start
             # The reference: encoding the same 72 frames, alone, in the same run.
             frames = decode_mp4_frames(result.mp4, max_frames=result.video.frames)
             start = time.perf_counter()
-            encode_mp4(frames, result.video.fps, parts.encode)
+            encode_mp4(frames, result.video.fps, replace(parts.encode, threads=threads))
             encoded = time.perf_counter() - start
             if i == 0:
                 continue  # warm-up
@@ -71,7 +76,7 @@ def in_process(runs: int, photo: bytes) -> None:
             for stage, seconds in result.timings.items():
                 stages.setdefault(stage, []).append(seconds)
     print(f"\n== pipeline in-process: 12 MP JPEG -> {frames.shape[2]}x"
-          f"{frames.shape[1]}, {len(frames)} frames, {runs} runs")
+          f"{frames.shape[1]}, {len(frames)} frames, {runs} runs, {threads} thread(s)")
     for stage, values in stages.items():
         print(f"  {stage:<14} p50 {1000 * statistics.median(values):7.1f} ms"
               f"   p95 {1000 * pct(values, 0.95):7.1f} ms")
@@ -87,11 +92,14 @@ def component(module: str) -> None:
     subprocess.run([sys.executable, "-m", module], check=False)
 
 
-def over_grpc(photo: bytes, requests: int) -> None:
+def over_grpc(photo: bytes, requests: int, request_threads: int) -> None:
     from alive_service.client import AliveClient
 
-    print("\n== the real server over gRPC (12 MP JPEG in, 1280x720 3 s out)")
-    with temporary_server() as server:
+    print("\n== the real server over gRPC (12 MP JPEG in, 1280x720 3 s out), "
+          f"ALIVE_REQUEST_THREADS={request_threads}"
+          + (" (a lone request uses every core)" if request_threads == 0 else ""))
+    env = {"ALIVE_REQUEST_THREADS": str(request_threads)}
+    with temporary_server(env=env) as server:
         assert server.process is not None
         peak = [rss_mb(server.process.pid)]
         done = threading.Event()
@@ -146,14 +154,17 @@ def over_grpc(photo: bytes, requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--grpc-requests", type=int, default=4)
+    parser.add_argument("--grpc-requests", type=int, default=8,
+                        help="per client; 4 clients x 8 gives a p95 over 32 requests")
     args = parser.parse_args()
     photo = twelve_megapixel_jpeg()
     print(f"12 MP test photo: {len(photo) / 1e6:.1f} MB JPEG")
     in_process(args.runs, photo)
     for module in ("alive_service.motion.bench", "safety.bench", "provenance.bench"):
         component(module)
-    over_grpc(photo, args.grpc_requests)
+    over_grpc(photo, args.grpc_requests, Settings().request_threads)
+    # The other side of the ALIVE_REQUEST_THREADS trade-off: a lone request on every core.
+    over_grpc(photo, args.grpc_requests, request_threads=0)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -250,19 +251,33 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                 events.put(("progress", pb.Progress(stage=_STAGES[stage], frames_done=done,
                                                     frames_total=total)))
 
+            def finished(done: Future) -> None:
+                events.put(("done", None))  # the result goes out now, not at the next poll
+                exc = None if done.cancelled() else done.exception()
+                if isinstance(exc, Cancelled):  # logged here: the stream may be gone
+                    log.info("cancelled", extra={
+                        "request_id": request_id, "code": "CANCELLED", "stage": exc.stage,
+                        "frames_done": exc.frames_done, "frames_total": exc.frames_total})
+
             future = self.rt.admission.submit(workers.animate, typed, progress, stop.is_set)
+            future.add_done_callback(finished)
             metrics.QUEUE_DEPTH.set(self.rt.admission.queued)
             deadline = started + min(MAX_ANIMATE_S, context.time_remaining() or MAX_ANIMATE_S)
-            while not future.done():
-                try:
-                    _, payload = events.get(timeout=0.1)
-                    yield pb.AnimateEvent(progress=payload)
-                except queue.Empty:
-                    pass
-                if not context.is_active() or time.perf_counter() > deadline:
-                    stop.set()
-            while not events.empty():
-                yield pb.AnimateEvent(progress=events.get_nowait()[1])
+            try:
+                while True:
+                    try:
+                        kind, payload = events.get(timeout=0.1)
+                    except queue.Empty:
+                        kind = ""
+                    if kind == "done":
+                        break
+                    if kind == "progress":
+                        yield pb.AnimateEvent(progress=payload)
+                    if not context.is_active() or time.perf_counter() > deadline:
+                        stop.set()
+            finally:
+                # grpc drops this generator at a yield once the client has gone: stop the work.
+                stop.set()
             result = future.result()
             for stage, seconds in result.timings.items():
                 metrics.STAGE_SECONDS.labels(stage).observe(seconds)
@@ -276,10 +291,6 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                                         "seconds": round(time.perf_counter() - started, 3)})
         except Exception as exc:  # noqa: BLE001 - every failure becomes a precise status
             error = self._translate(exc)
-            if isinstance(exc, Cancelled):
-                log.info("cancelled", extra={"request_id": request_id, "code": "CANCELLED",
-                                             "stage": exc.stage, "frames_done": exc.frames_done,
-                                             "frames_total": exc.frames_total})
             if isinstance(exc, Refused):
                 metrics.SAFETY_BLOCKS.labels(exc.decision.category or "unknown", exc.stage).inc()
             self._fail(context, "Animate", error)

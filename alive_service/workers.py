@@ -10,7 +10,7 @@ own request down.
 Life cycle of one job::
 
     gRPC handler -> Admission (bounded queue) -> WorkerPool.animate(request, progress, cancelled)
-      |  takes an idle worker; CPU threads = cores // busy workers
+      |  takes an idle worker; CPU threads: ALIVE_REQUEST_THREADS (0: cores // busy workers)
       |  pipe -> worker: ("job", AnimateRequest, threads)
       v
     worker process: pipeline.animate(...) with its own models, store connection and keys
@@ -25,6 +25,7 @@ Life cycle of one job::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing as mp
 import os
@@ -46,6 +47,7 @@ log = logging.getLogger("alive.workers")
 # Progress reaches the phone over a cell network: ten updates a second is plenty.
 PROGRESS_EVERY_S = 0.1
 _CTX = mp.get_context("spawn")  # grpc's threads do not survive fork
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 class WorkerCrashed(RuntimeError):
@@ -82,12 +84,25 @@ def _sendable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+def _keep_freed_memory() -> None:
+    """Keep freed blocks under 64 MB in the process instead of handing them back to the
+    kernel. A request allocates and frees hundreds of MB of frames and planes; with glibc's
+    defaults each video took ~15k page faults here, with this ~0.7k (about 4% of its CPU)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+
+
 def _serve(settings: Settings, conn: Connection, cancel: Any) -> None:
     """A worker process: load everything once, then run jobs until the pipe closes."""
     # The server process decides when to stop; a Ctrl-C to the process group must not
     # kill a request the server is draining.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _keep_freed_memory()
     from alive_service import logs
     from alive_service.pipeline import animate
     from alive_service.server import load_parts, signing_identity
@@ -195,6 +210,8 @@ class WorkerPool:
             self._busy += 1
             # A lone request may use every core; with others running, one each.
             threads = max(1, self.cores // self._busy)
+        if self.settings.request_threads > 0:
+            threads = min(threads, self.settings.request_threads)
         try:
             return self._run(worker, request, progress, cancelled, threads)
         finally:
