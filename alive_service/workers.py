@@ -224,19 +224,15 @@ class WorkerPool:
         try:
             worker.conn.send(("job", request, threads))
             while True:
+                if cancelled():
+                    worker.cancel.set()
                 if not worker.conn.poll(0.05):
-                    if cancelled():
-                        worker.cancel.set()
                     continue
-                message = worker.conn.recv()
-                if message[0] == "progress":
-                    progress(*message[1:])
-                    continue
-                self._idle.put(worker)
-                if message[0] == "error":
-                    raise message[1]
-                return message[1]
-        except (EOFError, OSError, BrokenPipeError):
+                kind, *payload = worker.conn.recv()
+                if kind != "progress":
+                    break
+                progress(*payload)
+        except (EOFError, OSError):  # only the pipe can fail here: the worker is gone
             worker.process.join(1.0)
             code = worker.process.exitcode
             log.error("worker died", extra={"pid": worker.process.pid, "exit_code": code,
@@ -244,6 +240,12 @@ class WorkerPool:
             self._replace(worker)
             raise WorkerCrashed(f"the process generating this video stopped unexpectedly (exit "
                                 f"code {code}); retry with the same idempotency key") from None
+        # The pipeline's own outcome, raised outside the try: an OSError it sends back (a full
+        # disk under the encoder's temporary file, say) must not be taken for a dead worker.
+        self._idle.put(worker)
+        if kind == "error":
+            raise payload[0]
+        return payload[0]
 
     def close(self) -> None:
         """Stop the idle workers (the server drains requests before it calls this)."""
