@@ -113,3 +113,97 @@ def test_an_animated_webp_is_refused() -> None:
     with pytest.raises(DecodeError) as refused:
         decode_photo(data)
     assert refused.value.reason == "ANIMATED_IMAGE"
+
+
+# ---- HEIC/HEIF and AVIF: what phones send ------------------------------------------
+
+
+def patch_declared_size(data: bytes, width: int, height: int) -> bytes:
+    """Rewrite every `ispe` box (a HEIF/AVIF image's declared size) without touching pixels."""
+    out = bytearray(data)
+    at = out.find(b"ispe")
+    while at >= 0:
+        out[at + 8:at + 16] = struct.pack(">II", width, height)
+        at = out.find(b"ispe", at + 4)
+    return bytes(out)
+
+
+@pytest.fixture(scope="module")
+def even_landscape(landscape_rgb: np.ndarray) -> np.ndarray:
+    # Even sides: HEVC codes whole 2x2 blocks, so an odd side adds a crop box (clap).
+    return np.ascontiguousarray(landscape_rgb[:426])
+
+
+@pytest.mark.parametrize(("fmt", "mime"), [("HEIF", "image/heic"), ("AVIF", "image/avif")])
+def test_heic_and_avif_photos_decode_to_the_same_pixels_as_the_original(
+    even_landscape: np.ndarray, fmt: str, mime: str
+) -> None:
+    photo = decode_photo(encode(Image.fromarray(even_landscape), fmt, quality=90))
+    assert photo.mime == mime
+    assert photo.rgb.shape == even_landscape.shape and photo.rgb.dtype == np.uint8
+    error = np.abs(photo.rgb.astype(np.int16) - even_landscape).mean()
+    assert error < 4.0  # the codec's own loss at quality 90
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_a_rotated_heic_or_avif_comes_out_upright(even_landscape: np.ndarray, fmt: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the phone was held upright
+    photo = decode_photo(encode(Image.fromarray(even_landscape), fmt, exif=exif.tobytes()))
+    assert (photo.width, photo.height) == (426, 640)
+    upright = np.rot90(even_landscape, -1)
+    assert np.abs(photo.rgb.astype(np.int16) - upright).mean() < 5.0
+
+
+def test_a_heic_holding_several_photos_is_read_as_its_primary_photo(
+    even_landscape: np.ndarray,
+) -> None:
+    """Galleries show the primary image (an edit over its original, a burst's pick)."""
+    others = [Image.new("RGB", (320, 240), "red"), Image.fromarray(even_landscape)]
+    data = encode(others[0], "HEIF", save_all=True, append_images=others[1:], primary_index=1)
+    photo = decode_photo(data)
+    assert photo.rgb.shape == even_landscape.shape
+    assert np.abs(photo.rgb.astype(np.int16) - even_landscape).mean() < 5.0
+
+
+def test_an_avif_sequence_is_refused_as_animated(even_landscape: np.ndarray) -> None:
+    frames = [Image.fromarray(even_landscape), Image.fromarray(even_landscape[::-1].copy())]
+    data = encode(frames[0], "AVIF", save_all=True, append_images=frames[1:])
+    with pytest.raises(DecodeError) as refused:
+        decode_photo(data)
+    assert refused.value.reason == "ANIMATED_IMAGE"
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+@pytest.mark.parametrize("size", [(9000, 8000), (20000, 20000), (60000, 60000)])
+def test_a_heic_or_avif_declaring_too_many_pixels_is_refused_before_decoding(
+    even_landscape: np.ndarray, fmt: str, size: tuple[int, int]
+) -> None:
+    """The declared size is a lie (the pixels are 640x426): only the header was read."""
+    data = patch_declared_size(encode(Image.fromarray(even_landscape), fmt), *size)
+    with pytest.raises(DecodeError) as refused:
+        decode_photo(data)
+    assert refused.value.reason == "PHOTO_TOO_MANY_PIXELS"
+    assert f"{size[0]}x{size[1]}" in str(refused.value)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_a_truncated_or_scrambled_heic_or_avif_is_refused_as_corrupt(
+    even_landscape: np.ndarray, fmt: str
+) -> None:
+    data = encode(Image.fromarray(even_landscape), fmt)
+    rng = np.random.default_rng(5)
+    scrambled = bytearray(data)
+    body = data.find(b"mdat") + 8
+    scrambled[body:] = rng.integers(0, 256, len(data) - body, dtype=np.uint8).tobytes()
+    for bad in (data[: len(data) // 2], data[:200], bytes(scrambled)):
+        with pytest.raises(DecodeError) as refused:
+            decode_photo(bad)
+        assert refused.value.reason == "CORRUPT_PHOTO"
+
+
+def test_other_iso_media_files_are_not_taken_for_photos() -> None:
+    mp4_header = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\0" * 64
+    with pytest.raises(DecodeError) as refused:
+        decode_photo(mp4_header)
+    assert refused.value.reason == "UNSUPPORTED_FORMAT"
