@@ -234,6 +234,12 @@ def _to_srgb(img: Image.Image, icc: bytes | None) -> np.ndarray:
         img = Image.fromarray(arr.astype(np.uint8), "L")
     elif img.mode not in ("RGB", "L", "CMYK"):
         img = img.convert("RGB")
+    if icc and img.mode == "L":
+        # 256 possible values: convert each exactly once (LittleCMS's optimised 8-bit grey
+        # path is off by up to 10 levels in the shadows).
+        lut = _grey_to_srgb_lut(icc)
+        if lut is not None:
+            return lut[np.asarray(img)]
     transform = _to_srgb_transform(icc, img.mode) if icc else None
     if transform is not None:
         img = ImageCms.applyTransform(img, transform)
@@ -245,7 +251,18 @@ _PROFILE_SPACES = {"RGB": "RGB ", "L": "GRAY", "CMYK": "CMYK"}
 
 
 @lru_cache(maxsize=16)
-def _to_srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+def _grey_to_srgb_lut(icc: bytes) -> np.ndarray | None:
+    transform = _to_srgb_transform(icc, "L", ImageCms.Flags.NOOPTIMIZE)
+    if transform is None:
+        return None
+    ramp = Image.fromarray(np.arange(256, dtype=np.uint8)[None, :], "L")
+    return np.ascontiguousarray(np.asarray(ImageCms.applyTransform(ramp, transform))[0])
+
+
+@lru_cache(maxsize=16)
+def _to_srgb_transform(
+    icc: bytes, mode: str, flags: ImageCms.Flags = ImageCms.Flags.NONE
+) -> ImageCms.ImageCmsTransform | None:
     """A LittleCMS transform from ``icc`` to sRGB, or None to take the pixels as sRGB (an
     unreadable profile, or one made for another kind of pixel). Cached: phones embed the
     same few profiles, and building a transform costs more than applying a small one."""
@@ -255,7 +272,7 @@ def _to_srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | No
             return None
         return ImageCms.buildTransform(
             source, _SRGB, mode, "RGB",
-            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, flags=flags,
         )
     except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
         return None
