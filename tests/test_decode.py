@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from alive_service.decode import DecodeError, DecodeLimits, decode_photo
+from alive_service.harness import ServerProcess
 from tests.conftest import jpeg
 
 
@@ -207,3 +211,72 @@ def test_other_iso_media_files_are_not_taken_for_photos() -> None:
     with pytest.raises(DecodeError) as refused:
         decode_photo(mp4_header)
     assert refused.value.reason == "UNSUPPORTED_FORMAT"
+
+
+def test_a_heic_or_avif_copy_of_a_photo_hashes_like_the_jpeg_so_bans_still_match(
+    even_landscape: np.ndarray,
+) -> None:
+    """Safety and PDQ see the decoded pixels: the same photo in any format is the same photo."""
+    from safety.hashing import hamming, pdq_hash
+
+    original = pdq_hash(decode_photo(jpeg(even_landscape)).rgb)[0]
+    for fmt in ("HEIF", "AVIF"):
+        copy = pdq_hash(decode_photo(encode(Image.fromarray(even_landscape), fmt)).rgb)[0]
+        assert hamming(original, copy) <= 16
+
+
+# ---- the whole way through the real server --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[ServerProcess]:
+    with ServerProcess(data_dir=tmp_path_factory.mktemp("alive-phone-formats")) as process:
+        yield process
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("fmt", "mime"), [("HEIF", "image/heic"), ("AVIF", "image/avif")])
+def test_a_heic_or_avif_photo_becomes_a_signed_watermarked_bt709_video(
+    server: ServerProcess, even_landscape: np.ndarray, fmt: str, mime: str
+) -> None:
+    import av
+    import c2pa
+
+    from alive_service.client import AliveClient
+    from alive_service.rpc import pb
+    from provenance.watermark import extract_video_id
+
+    data = encode(Image.fromarray(even_landscape), fmt, quality=90)
+    with AliveClient(server.addr, token=server.token("phone")) as client:
+        made = client.animate(data, "", pb.AnimateOptions(long_side=640, duration_s=1.0))
+    with c2pa.Reader("video/mp4", io.BytesIO(made.mp4)) as reader:
+        store = json.loads(reader.json())
+    [ingredient] = store["manifests"][store["active_manifest"]]["ingredients"]
+    assert ingredient["format"] == mime
+    assert ingredient["title"] == f"source-photo.{mime.split('/')[1]}"
+    assert extract_video_id(made.mp4)[0] == made.info.video_id
+    with av.open(io.BytesIO(made.mp4)) as container:
+        context = container.streams.video[0].codec_context
+        assert (context.color_primaries, context.color_trc, context.colorspace) == (1, 1, 1)
+
+
+@pytest.mark.integration
+def test_corrupt_and_oversized_heic_and_avif_are_refused_and_nothing_is_stored(
+    server: ServerProcess, even_landscape: np.ndarray
+) -> None:
+    import grpc
+
+    from alive_service.client import AliveClient
+    from tests.test_hostile import refused, snapshot
+
+    before = snapshot(server)
+    cases = []
+    for fmt in ("HEIF", "AVIF"):
+        data = encode(Image.fromarray(even_landscape), fmt)
+        cases += [(data[: len(data) // 2], "CORRUPT_PHOTO"),
+                  (patch_declared_size(data, 30000, 30000), "PHOTO_TOO_MANY_PIXELS")]
+    with AliveClient(server.addr, token=server.token("mallory")) as client:
+        for photo, reason in cases:
+            got = refused(lambda p=photo: client.animate(p, ""))
+            assert got == (grpc.StatusCode.INVALID_ARGUMENT, reason)
+    assert snapshot(server) == before
