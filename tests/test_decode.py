@@ -280,3 +280,15 @@ def test_corrupt_and_oversized_heic_and_avif_are_refused_and_nothing_is_stored(
             got = refused(lambda p=photo: client.animate(p, ""))
             assert got == (grpc.StatusCode.INVALID_ARGUMENT, reason)
     assert snapshot(server) == before
+
+
+def test_the_moderators_contact_sheet_shows_a_heic_source_photo(
+    even_landscape: np.ndarray,
+) -> None:
+    from alive_service.encode import encode_mp4
+    from alive_service.mod_cli import contact_sheet
+
+    clip = np.repeat(even_landscape[None, :, :640], 4, axis=0)
+    mp4 = encode_mp4(clip, fps=24).mp4
+    sheet = contact_sheet(mp4, encode(Image.fromarray(even_landscape), "HEIF"), frames=2)
+    assert sheet.shape[1] == 3 * 320 and sheet.std() > 20
