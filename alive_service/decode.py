@@ -151,6 +151,13 @@ def decode_photo(data: bytes, limits: DecodeLimits | None = None) -> Photo:
                 if scale < 0.5:
                     img.draft(img.mode, (int(width * scale) + 1, int(height * scale) + 1))
             img.load()
+            if kind != "JPEG" and limits.target_long_side and img.mode in _REDUCIBLE:
+                # The same shortcut for the rest, after decoding: a box average down to at
+                # least the size we need, so rotation and colour conversion touch 9x fewer
+                # pixels of a 12 MP HEIC.
+                factor = max(width, height) // limits.target_long_side
+                if factor >= 2:
+                    img = img.reduce(factor)
             if orientation != 1:
                 img = ImageOps.exif_transpose(img)
             rgb = _to_srgb(img, icc)
@@ -248,6 +255,11 @@ def _to_srgb(img: Image.Image, icc: bytes | None) -> np.ndarray:
 
 
 _PROFILE_SPACES = {"RGB": "RGB ", "L": "GRAY", "CMYK": "CMYK"}
+_REDUCIBLE = frozenset({"RGB", "RGBA", "L", "LA", "CMYK"})
+# Every 17th level of each channel: enough to tell an sRGB profile from any other.
+_PROBE = Image.fromarray(
+    np.stack(np.meshgrid(*[np.arange(0, 256, 17, dtype=np.uint8)] * 3, indexing="ij"), -1)
+    .reshape(64, 64, 3), "RGB")
 
 
 @lru_cache(maxsize=16)
@@ -270,10 +282,18 @@ def _to_srgb_transform(
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if source.profile.xcolor_space != _PROFILE_SPACES.get(mode):
             return None
-        return ImageCms.buildTransform(
+        transform = ImageCms.buildTransform(
             source, _SRGB, mode, "RGB",
             renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, flags=flags,
         )
+        if mode == "RGB":
+            # Most Android photos carry an sRGB profile: skip a conversion that changes
+            # nothing (it costs ~100 ms on 12 MP).
+            probe = np.asarray(_PROBE, dtype=np.int16)
+            moved = np.abs(np.asarray(ImageCms.applyTransform(_PROBE, transform)) - probe)
+            if moved.max() <= 1:
+                return None
+        return transform
     except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
         return None
 

@@ -138,6 +138,17 @@ def even_landscape(landscape_rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(landscape_rgb[:426])
 
 
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "PNG"])
+def test_a_large_heic_avif_or_png_is_reduced_to_what_the_output_needs(
+    even_landscape: np.ndarray, fmt: str
+) -> None:
+    big = np.repeat(np.repeat(even_landscape, 3, axis=0), 3, axis=1)  # 1920x1278
+    photo = decode_photo(encode(Image.fromarray(big), fmt), DecodeLimits(target_long_side=600))
+    assert photo.rgb.shape == (426, 640, 3)  # a 3x3 box average
+    assert (photo.width, photo.height) == (1920, 1278)
+    assert np.abs(photo.rgb.astype(np.int16) - even_landscape).mean() < 5.0
+
+
 @pytest.mark.parametrize(("fmt", "mime"), [("HEIF", "image/heic"), ("AVIF", "image/avif")])
 def test_heic_and_avif_photos_decode_to_the_same_pixels_as_the_original(
     even_landscape: np.ndarray, fmt: str, mime: str
