@@ -2,7 +2,8 @@
 
 1. The whole pipeline in-process on a 12-megapixel JPEG (1280x720, 3 s at 24 fps out):
    per-stage p50/p95, and the ratio of the whole request to encoding the same 72 frames alone.
-2. Each component's own benchmark (motion, safety, provenance).
+2. Each component's own benchmark (decode per format + colour conversion, motion, safety,
+   provenance).
 3. The real server over gRPC: end-to-end latency with 1 and 4 concurrent clients,
    videos per minute, and the server's peak RSS (all its processes); then the same with
    ALIVE_REQUEST_THREADS=0 (a lone request on every core).
@@ -160,7 +161,8 @@ def main() -> None:
     photo = twelve_megapixel_jpeg()
     print(f"12 MP test photo: {len(photo) / 1e6:.1f} MB JPEG")
     in_process(args.runs, photo)
-    for module in ("alive_service.motion.bench", "safety.bench", "provenance.bench"):
+    for module in ("alive_service.decode_bench", "alive_service.motion.bench", "safety.bench",
+                   "provenance.bench"):
         component(module)
     over_grpc(photo, args.grpc_requests, Settings().request_threads)
     # The other side of the ALIVE_REQUEST_THREADS trade-off: a lone request on every core.

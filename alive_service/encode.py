@@ -1,7 +1,14 @@
 """Encode RGB frames as an H.264 MP4 that phones and browsers play.
 
 yuv420p for compatibility, faststart so playback starts before the download ends.
+Colour: the frames are sRGB (decode converts every photo to sRGB). They are converted with
+the BT.709 matrix to limited-range Y'CbCr and tagged BT.709 primaries / transfer / matrix,
+limited range, in both the H.264 VUI and the MP4 ``colr`` box: untagged HD video is decoded
+as BT.709 by most players anyway, and BT.601 numbers read that way shift saturated colours
+by 10-20 grey levels. sRGB and BT.709 share primaries and white point; their transfer
+curves differ slightly, and players treat the two alike, so the values pass through as is.
 """
+
 
 from __future__ import annotations
 
@@ -13,6 +20,23 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+
+# BT.709 luma weights and the limited-range scales (Y' 16-235, Cb/Cr 16-240).
+KR, KB = 0.2126, 0.0722
+KG = 1.0 - KR - KB
+_Y_SCALE, _C_SCALE = 219.0 / 255.0, 224.0 / 255.0
+# Rows: Y', Cb, Cr from R, G, B (0-255), last column the offset (cv2.transform's 3x4 form).
+BT709_LIMITED = np.array(
+    [
+        [KR * _Y_SCALE, KG * _Y_SCALE, KB * _Y_SCALE, 16.0],
+        [-KR / (2 - 2 * KB) * _C_SCALE, -KG / (2 - 2 * KB) * _C_SCALE, 0.5 * _C_SCALE, 128.0],
+        [0.5 * _C_SCALE, -KG / (2 - 2 * KR) * _C_SCALE, -KB / (2 - 2 * KR) * _C_SCALE, 128.0],
+    ],
+    dtype=np.float32,
+)
+# What the stream says about itself (FFmpeg's names; the numbers are ITU-T H.273 code points:
+# primaries 1, transfer 1, matrix 1, video_full_range_flag 0).
+COLOUR_TAGS = {"colorprim": "bt709", "transfer": "bt709", "colormatrix": "bt709"}
 
 # Adds something to a frame's luma plane in place (the watermark), given the frame index.
 LumaMarkFn = Callable[[np.ndarray, int], None]
@@ -71,10 +95,12 @@ def _encode_to(
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.thread_count = options.threads
-        stream.options = {"crf": str(options.crf), "preset": options.preset}
+        # libx264 writes the VUI from its own options; the muxer writes `colr` from the
+        # codec context's fields, so both are set.
+        stream.options = {"crf": str(options.crf), "preset": options.preset, **COLOUR_TAGS}
+        _tag_bt709(stream.codec_context)
         for index, rgb in enumerate(frames):
-            # OpenCV's I420 conversion is ~10x faster than PyAV's own.
-            yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+            yuv = rgb_to_i420_bt709(rgb)
             if mark is not None:
                 mark(yuv[:height], index)
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
@@ -85,3 +111,31 @@ def _encode_to(
                 progress(index + 1, count)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def rgb_to_i420_bt709(rgb: np.ndarray) -> np.ndarray:
+    """One HxWx3 sRGB frame -> an I420 buffer (H*3/2 x W): BT.709 matrix, limited range.
+
+    Chroma is the 2x2 block mean of the full-resolution chroma (centred siting, as OpenCV's
+    and most JPEG-style 4:2:0 conversions do).
+    """
+    height, width, _ = rgb.shape
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    # OpenCV has a fixed-point SIMD path only for 3 -> 3 channel transforms: convert all
+    # three at full size, then pick the planes out.
+    full = cv2.transform(rgb, BT709_LIMITED)
+    out[:height] = full[..., 0]
+    # INTER_AREA at exactly half size is the 2x2 box mean.
+    half = cv2.resize(full, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+    quarter = (height // 2) * (width // 2)
+    flat = out.reshape(-1)[height * width:]
+    flat[:quarter] = half[..., 1].reshape(-1)
+    flat[quarter:] = half[..., 2].reshape(-1)
+    return out
+
+
+def _tag_bt709(context: av.video.codeccontext.VideoCodecContext) -> None:
+    context.color_primaries = 1  # BT.709
+    context.color_trc = 1  # BT.709
+    context.colorspace = 1  # BT.709 matrix
+    context.color_range = 1  # limited ("MPEG") range

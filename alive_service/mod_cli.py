@@ -478,7 +478,6 @@ def contact_sheet(mp4: bytes, photo: bytes | None, frames: int = 8, tile: int = 
     import av
     import cv2
     import numpy as np
-    from PIL import Image
 
     def thumb(rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -496,7 +495,10 @@ def contact_sheet(mp4: bytes, photo: bytes | None, frames: int = 8, tile: int = 
     picks = sorted({round(i * (len(decoded) - 1) / max(frames - 1, 1)) for i in range(frames)})
     tiles = [(f"t={decoded[i][0]:.2f}s", decoded[i][1]) for i in picks]
     if photo:
-        source = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+        # As the pipeline saw it: HEIC/AVIF, rotation and colour profile handled.
+        from alive_service.decode import decode_photo
+
+        source = decode_photo(photo).rgb
         tiles.insert(0, ("source photo", thumb(source)))
     cols = 3
     rows = -(-len(tiles) // cols)

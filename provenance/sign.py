@@ -26,7 +26,8 @@ GENERATION_LABEL = "com.alive.generation"
 SOFT_BINDING_LABEL = "c2pa.soft-binding"
 WATERMARK_ALG = "com.alive.wm.v1"
 _PHOTO_LABEL = "source-photo"
-_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic"}
+_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic",
+        "image/avif": "avif"}
 
 _ALGS = {
     "es256": c2pa.C2paSigningAlg.ES256,
