@@ -27,7 +27,9 @@ STAGE_NAMES = {
     pb.STAGE_STORING: "storing",
     pb.STAGE_DONE: "done",
 }
-REASONS = {pb.ReportReason.Name(v).lower(): v for v in pb.ReportReason.values() if v}
+# "nudity" for REPORT_REASON_NUDITY: what a user types.
+REASONS = {pb.ReportReason.Name(v).removeprefix("REPORT_REASON_").lower(): v
+           for v in pb.ReportReason.values() if v}
 
 
 def _client() -> AliveClient:

@@ -62,7 +62,7 @@ def run(addr: str, token: str) -> list[tuple[str, bool, str]]:
             return f"{len(data)} bytes"
 
         def report() -> str:
-            return client.report(state["id"], pb.SPAM, "smoke test").report_id
+            return client.report(state["id"], pb.REPORT_REASON_SPAM, "smoke test").report_id
 
         def verify() -> str:
             reply = client.verify(client.get_video(state["id"]))
