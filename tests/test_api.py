@@ -4,9 +4,11 @@ resumable downloads."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from alive_service.client import AliveClient
 from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
+from tests.npm import needs_node, npm_ci
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +127,48 @@ def test_a_download_cut_at_half_resumes_to_identical_bytes(
     assert done.returncode == 0, done.stderr
     assert f"resumed at byte {half}" in done.stderr
     assert hashlib.sha256(partial.read_bytes()).hexdigest() == whole
+
+
+# -- a client in a second language (grpc-js), as the mobile apps are -------------------------
+NODE_DIR = Path(__file__).parent / "node_client"
+PROTO_DIR = Path(__file__).parent.parent / "proto"
+
+
+@needs_node
+def test_a_grpc_js_client_animates_reads_error_info_and_cancels(
+    server: ServerProcess, landscape_jpeg: bytes, tmp_path: Path,
+) -> None:
+    npm_ci(NODE_DIR)
+    photo, out = tmp_path / "photo.jpg", tmp_path / "node.mp4"
+    photo.write_bytes(landscape_jpeg)
+    done = subprocess.run(
+        ["node", str(NODE_DIR / "client.mjs"), "--addr", server.addr,
+         "--token", server.token("node-app"), "--photo", str(photo), "--out", str(out),
+         "--proto", str(PROTO_DIR)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+
+    made = report["animate"]
+    assert made["signed"] and made["bytes"] == made["size_bytes"] == out.stat().st_size
+    assert made["sha256"] == made["result_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert made["stages"][0] == "STAGE_CHECKING" and "STAGE_GENERATING" in made["stages"]
+    with client_for(server, "node-app") as same_user:
+        assert same_user.get_video(made["video_id"]) == out.read_bytes()
+
+    refusal_ = report["refusal"]
+    assert refusal_["refused"] and refusal_["code"] == "FAILED_PRECONDITION"
+    info = refusal_["info"]
+    assert (info["reason"], info["domain"]) == ("POLICY_BLOCKED", "alive.v1")
+    assert info["metadata"]["category"] and info["metadata"]["policy_version"]
+
+    cancel = report["cancel"]
+    assert cancel["cancelled"] and "STAGE_GENERATING" in cancel["stages"], cancel
+    # The server noticed and stopped the work (logged), and still serves.
+    deadline = time.monotonic() + 30
+    while '"cancelled"' not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert '"cancelled"' in server.log()
+    with client_for(server, "node-app") as after:
+        assert after.list_videos().videos[0].video_id == made["video_id"]
