@@ -172,3 +172,17 @@ def test_a_grpc_js_client_animates_reads_error_info_and_cancels(
     assert '"cancelled"' in server.log()
     with client_for(server, "node-app") as after:
         assert after.list_videos().videos[0].video_id == made["video_id"]
+
+
+def test_the_conformance_harness_passes_against_a_running_server(server: ServerProcess) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "alive_service.conformance", "--addr", server.addr,
+         "--token", server.token("harness"), "--token2", server.token("harness-other"),
+         "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    results = {r["name"]: r for r in json.loads(done.stdout)}
+    assert [n for n, r in results.items() if r["status"] != "pass"] == [], results
+    assert set(results) >= {"health", "animate", "get", "resume", "report", "refusals",
+                            "verify", "list", "other user", "delete"}
+    assert done.returncode == 0
