@@ -12,7 +12,7 @@ PROTO_OUT := alive_service/proto_gen
 PROTO_STAMP := $(PROTO_OUT)/alive/v1/alive_pb2.py
 MODEL_SOURCES := $(shell find alive_service/motion safety -name '*.py' -o -name '*.toml' -o -name '*.jsonl' 2>/dev/null)
 
-.PHONY: setup serve test unit integration smoke models eval bench load lint clean buf \
+.PHONY: setup serve test unit integration smoke models eval bench load lint clean buf promtool \
 	buf-baseline
 
 setup: $(VENV)/.stamp $(PROTO_STAMP) $(MODELS)/BUILD.json
@@ -43,7 +43,9 @@ models: $(MODELS)/BUILD.json
 serve: setup
 	$(VENV)/bin/alive-server
 
-test: setup
+# promtool checks the metrics page in the tests; buf and the Node client install with
+# `npm ci` from their lock files on first use (tests/npm.py).
+test: setup promtool
 	$(PY) -m pytest -q -x --durations=15
 
 unit: setup
@@ -51,6 +53,12 @@ unit: setup
 
 smoke: setup
 	$(PY) -m alive_service.smoke
+
+# Debian's prometheus package carries promtool; install it when apt is there (root).
+promtool:
+	-@command -v promtool >/dev/null || (command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends prometheus >/dev/null)
 
 # The API's style (buf lint, default rules) and compatibility with the released v1.
 BUF := tools/buf/node_modules/.bin/buf

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import grpc
 import pytest
 
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
+from alive_service.harness import ServerProcess, free_port
 from alive_service.rpc import error_info, pb
 from tests.npm import needs_node, npm_ci
 
@@ -29,7 +30,8 @@ SMALL = pb.AnimateOptions(long_side=320, duration_s=1.0)
 def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path
            ) -> Iterator[ServerProcess]:
     # Storage behaviour is tested on SQLite and PostgreSQL in test_deletion.py.
-    with ServerProcess(data_dir=tmp_path_factory.mktemp("alive-api")) as process:
+    with ServerProcess(data_dir=tmp_path_factory.mktemp("alive-api"),
+                       env={"ALIVE_METRICS_PORT": str(free_port())}) as process:
         yield process
 
 
@@ -186,3 +188,23 @@ def test_the_conformance_harness_passes_against_a_running_server(server: ServerP
     assert set(results) >= {"health", "animate", "get", "resume", "report", "refusals",
                             "verify", "list", "other user", "delete"}
     assert done.returncode == 0
+
+
+def test_the_metrics_page_passes_promtool(server: ServerProcess) -> None:
+    import urllib.request
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if shutil.which("apt-get") is None:
+            pytest.skip("promtool is missing and apt-get is not available to install it "
+                        "(Debian package: prometheus)")
+        pytest.fail("promtool is missing: `make promtool` installs it (Debian's prometheus)")
+    port = server.env["ALIVE_METRICS_PORT"]
+    with client_for(server, "metrics") as client:  # some traffic, so labelled series exist
+        refusal(lambda: client.get_video("0123456789abcdef"))
+        client.list_videos()
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    assert b"alive_requests_total" in page
+    done = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
