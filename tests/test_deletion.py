@@ -47,6 +47,10 @@ def test_deleting_erases_the_mp4_and_the_photo_and_keeps_what_moderation_needs(
         "owner_delete", owner, {"hold": "", "erased": True})
     # The key is free again: a retry makes a new video instead of finding the deleted one.
     assert store.find_idempotent(owner, "k1") is None
+    with pytest.raises(NotFound, match="erased"):
+        store.read_mp4(row)
+    with pytest.raises(NotFound, match="erased"):
+        store.read_photo(row.id)
 
 
 def test_only_the_owner_deletes_and_only_once(store: SqlStore) -> None:

@@ -242,6 +242,8 @@ class SqlStore:
             return row.video_blob
 
         key = self._read(q)
+        if not key:
+            raise NotFound(f"video {video.id}'s media were erased at its owner's request")
         try:
             return self.blobs.get(key)
         except FileNotFoundError as exc:
@@ -251,6 +253,8 @@ class SqlStore:
 
     def read_photo(self, video_id: str) -> bytes:
         key = self._read(lambda s: s.get(schema.Video, video_id).photo_blob)  # type: ignore[union-attr]
+        if not key:
+            raise NotFound(f"video {video_id}'s photo was erased at its owner's request")
         return self.blobs.get(key)
 
     def set_video_status(self, video_id: str, status: str, reason: str = "") -> None:
