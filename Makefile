@@ -12,7 +12,8 @@ PROTO_OUT := alive_service/proto_gen
 PROTO_STAMP := $(PROTO_OUT)/alive/v1/alive_pb2.py
 MODEL_SOURCES := $(shell find alive_service/motion safety -name '*.py' -o -name '*.toml' -o -name '*.jsonl' 2>/dev/null)
 
-.PHONY: setup serve test unit integration smoke models eval bench load lint clean
+.PHONY: setup serve test unit integration smoke models eval bench load lint clean buf promtool \
+	buf-baseline
 
 setup: $(VENV)/.stamp $(PROTO_STAMP) $(MODELS)/BUILD.json
 
@@ -42,7 +43,9 @@ models: $(MODELS)/BUILD.json
 serve: setup
 	$(VENV)/bin/alive-server
 
-test: setup
+# promtool checks the metrics page in the tests; buf and the Node client install with
+# `npm ci` from their lock files on first use (tests/npm.py).
+test: setup promtool
 	$(PY) -m pytest -q -x --durations=15
 
 unit: setup
@@ -50,6 +53,26 @@ unit: setup
 
 smoke: setup
 	$(PY) -m alive_service.smoke
+
+# Debian's prometheus package carries promtool; install it when apt is there (root).
+promtool:
+	-@command -v promtool >/dev/null || (command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends prometheus >/dev/null)
+
+# The API's style (buf lint, default rules) and compatibility with the released v1.
+BUF := tools/buf/node_modules/.bin/buf
+$(BUF): tools/buf/package-lock.json
+	npm ci --prefix tools/buf --no-audit --no-fund
+	touch $@
+
+buf: $(BUF)
+	$(BUF) lint
+	$(BUF) breaking --against tools/buf/alive-v1.binpb
+
+# After a release: the proto as released becomes what later changes must stay compatible with.
+buf-baseline: $(BUF)
+	$(BUF) build --exclude-source-info -o tools/buf/alive-v1.binpb
 
 # Some eval photos ship in Debian packages; install them when apt is there (root).
 EVAL_DEBS := opencv-doc mate-backgrounds

@@ -27,7 +27,9 @@ STAGE_NAMES = {
     pb.STAGE_STORING: "storing",
     pb.STAGE_DONE: "done",
 }
-REASONS = {pb.ReportReason.Name(v).lower(): v for v in pb.ReportReason.values() if v}
+# "nudity" for REPORT_REASON_NUDITY: what a user types.
+REASONS = {pb.ReportReason.Name(v).removeprefix("REPORT_REASON_").lower(): v
+           for v in pb.ReportReason.values() if v}
 
 
 def _client() -> AliveClient:
@@ -97,16 +99,62 @@ def animate(
 
 
 @app.command()
-def get(video_id: str, output: Path = typer.Option(Path("out.mp4"), "--output", "-o")) -> None:
-    """Download a video."""
+def get(
+    video_id: str,
+    output: Path = typer.Option(Path("out.mp4"), "--output", "-o"),
+    resume: bool = typer.Option(False, "--resume",
+                                help="continue a cut download into OUTPUT from where it stopped"),
+) -> None:
+    """Download a video (again after a dropped connection, from where it stopped)."""
+    if not resume:
+        output.unlink(missing_ok=True)
+    before = output.stat().st_size if output.exists() else 0
     with _client() as client:
         try:
-            data = client.get_video(video_id)
+            size = client.download(video_id, output)
         except grpc.RpcError as exc:
             _fail(exc)
             return
-    output.write_bytes(data)
-    err.print(f"{len(data)} bytes -> {output}")
+    resumed = f" (resumed at byte {before})" if before else ""
+    err.print(f"{size} bytes -> {output}{resumed}")
+
+
+@app.command("list")
+def list_(
+    page_size: int = typer.Option(20, help="videos per page"),
+    page_token: str = typer.Option("", help="next_page_token of the previous page"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Your videos, newest first, one page at a time."""
+    with _client() as client:
+        try:
+            page = client.list_videos(page_size, page_token)
+        except grpc.RpcError as exc:
+            _fail(exc)
+            return
+    rows = [{"video_id": v.video_id, "created_at": v.created_at.ToJsonString(),
+             "width": v.width, "height": v.height, "duration_s": round(v.duration_s, 2),
+             "size_bytes": v.size_bytes} for v in page.videos]
+    if as_json:
+        print(json.dumps({"videos": rows, "next_page_token": page.next_page_token}, indent=2))
+        return
+    for row in rows:
+        print(f"{row['video_id']}  {row['created_at']}  {row['width']}x{row['height']}"
+              f"  {row['duration_s']:.1f}s  {row['size_bytes'] / 1e6:.2f} MB")
+    if page.next_page_token:
+        err.print(f"more: alive list --page-token {page.next_page_token}")
+
+
+@app.command()
+def delete(video_id: str) -> None:
+    """Delete one of your videos and the photo it was made from."""
+    with _client() as client:
+        try:
+            reply = client.delete_video(video_id)
+        except grpc.RpcError as exc:
+            _fail(exc)
+            return
+    err.print(f"deleted {reply.video_id} at {reply.delete_time.ToJsonString()}")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,11 +98,58 @@ class AliveClient:
             raise RuntimeError("the stream ended without a result")
         return Animated(info=info, mp4=b"".join(chunks), progress=progress)
 
-    def get_video(self, video_id: str) -> bytes:
+    def get_video(self, video_id: str, offset: int = 0, length: int = 0) -> bytes:
         stream: Iterator[pb.VideoChunk] = self.stub.GetVideo(
-            pb.GetVideoRequest(video_id=video_id), metadata=self.metadata, timeout=self.timeout_s
+            pb.GetVideoRequest(video_id=video_id, offset=offset, length=length),
+            metadata=self.metadata, timeout=self.timeout_s,
         )
         return b"".join(chunk.data for chunk in stream)
+
+    def download(self, video_id: str, path: Path, attempts: int = 5) -> int:
+        """Write the video to ``path``, resuming from what is already there (a partial file
+        from a cut download) and again after a dropped connection. Returns the file's size."""
+        for attempt in range(attempts):
+            done = path.stat().st_size if path.exists() else 0
+            try:
+                stream = self.stub.GetVideo(
+                    pb.GetVideoRequest(video_id=video_id, offset=done),
+                    metadata=self.metadata, timeout=self.timeout_s,
+                )
+                with path.open("ab") as out:
+                    for chunk in stream:
+                        if chunk.offset != out.tell():
+                            raise RuntimeError(f"chunk at {chunk.offset}, expected {out.tell()}")
+                        out.write(chunk.data)
+                return path.stat().st_size
+            except grpc.RpcError as exc:
+                transient = exc.code() in (grpc.StatusCode.UNAVAILABLE,
+                                           grpc.StatusCode.DEADLINE_EXCEEDED)
+                if not transient or attempt == attempts - 1:
+                    if path.exists() and path.stat().st_size == 0:
+                        path.unlink()  # a refused download leaves no empty file behind
+                    raise
+                time.sleep(min(2.0**attempt * 0.2, 5.0))
+        raise AssertionError("unreachable")
+
+    def list_videos(self, page_size: int = 0, page_token: str = "") -> pb.ListVideosResponse:
+        return self.stub.ListVideos(
+            pb.ListVideosRequest(page_size=page_size, page_token=page_token),
+            metadata=self.metadata, timeout=30,
+        )
+
+    def all_videos(self, page_size: int = 0) -> Iterator[pb.VideoInfo]:
+        """Every one of the caller's videos, newest first, page after page."""
+        token = ""
+        while True:
+            page = self.list_videos(page_size, token)
+            yield from page.videos
+            token = page.next_page_token
+            if not token:
+                return
+
+    def delete_video(self, video_id: str) -> pb.DeleteVideoResponse:
+        return self.stub.DeleteVideo(pb.DeleteVideoRequest(video_id=video_id),
+                                     metadata=self.metadata, timeout=30)
 
     def report(self, video_id: str, reason: int, details: str = "") -> pb.ReportVideoResponse:
         return self.stub.ReportVideo(

@@ -58,7 +58,7 @@ def client_loop(addr: str, token: str, user: str, requests: int, seed: int, tall
             try:
                 made = client.animate(photo(seed * 1000 + i), "clouds", options)
                 assert client.get_video(made.info.video_id) == made.mp4
-                reply = client.report(made.info.video_id, pb.SPAM, f"load {user} {i}")
+                reply = client.report(made.info.video_id, pb.REPORT_REASON_SPAM, f"load {user} {i}")
                 with tally.lock:
                     tally.latencies.append(time.perf_counter() - start)
                     tally.outcomes["ok"] += 1

@@ -192,7 +192,7 @@ def show(
     video = case.video
     live = _c2pa_live(env, video) if verify else None
     if preview is not None:
-        sheet = contact_sheet(env.store.read_mp4(video), _guard(
+        sheet = contact_sheet(_guard(lambda: env.store.read_mp4(video)), _guard(
             lambda: env.store.read_photo(video.id)))
         _write_png(preview, sheet)
     if as_json:
@@ -212,6 +212,9 @@ def show(
     status = video.status + (f" ({video.status_reason})" if video.status_reason else "")
     out.print(f"[b]status[/]   {status}" + (f"   claimed by {case.claimed_by}"
                                               if case.claimed_by else ""))
+    if video.deleted_at is not None:
+        kept = "media erased" if video.erased_at else "media held as evidence"
+        out.print(f"[b]deleted[/]  by its owner {_when(video.deleted_at)}; {kept}")
     out.print(f"[b]owner[/]    {video.owner}   active strikes: {len(case.owner_strikes)}")
     out.print(f"[b]created[/]  {_when(video.created_at)}   {video.width}x{video.height} "
               f"{video.duration_s:.1f}s @{video.fps}fps, {video.size_bytes} bytes, "

@@ -240,7 +240,11 @@ def resolve(
                 raise Conflict(f"video {video_id} is already escalated")
             tx.set_reports(ids, "escalated")
         tx.set_claim(video_id, None)
-        return tx.add_event(moderator, action, note, video_id=video_id, data=data)
+        event = tx.add_event(moderator, action, note, video_id=video_id, data=data)
+    if action == "dismiss":
+        # An owner who deleted the video while it was under review: now it can be erased.
+        store.release_hold(video_id, moderator)
+    return event
 
 
 def restore(store: SqlStore, moderator: str, video_id: str, note: str,
@@ -254,10 +258,12 @@ def restore(store: SqlStore, moderator: str, video_id: str, note: str,
         tx.set_video_status(video_id, "ready", "")
         entries = tx.deactivate_bank_entries(moderator, video_id=video_id)
         strikes = tx.withdraw_strikes(video_id)
-        return tx.add_event(
+        event = tx.add_event(
             moderator, "restore", note, video_id=video_id,
             data={"bank_entries": [e.id for e in entries], "strikes": [s.id for s in strikes]},
         )
+    store.release_hold(video_id, moderator)  # deleted by its owner: no evidence to keep now
+    return event
 
 
 def add_note(store: SqlStore, moderator: str, video_id: str, note: str) -> EventRecord:

@@ -17,7 +17,7 @@ import grpc
 from google.protobuf.message import DecodeError as ProtoDecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from alive_service import metrics, validate
+from alive_service import metrics, pages, validate
 from alive_service.admission import Admission, Full
 from alive_service.auth import AuthError, Identity, identity_from_metadata
 from alive_service.config import Settings
@@ -101,6 +101,12 @@ def add_to_server(servicer: AliveServicer, server: grpc.Server) -> None:
         "VerifyVideo": grpc.unary_unary_rpc_method_handler(
             servicer.VerifyVideo, _lenient(pb.VerifyVideoRequest),
             pb.VerifyVideoResponse.SerializeToString),
+        "ListVideos": grpc.unary_unary_rpc_method_handler(
+            servicer.ListVideos, _lenient(pb.ListVideosRequest),
+            pb.ListVideosResponse.SerializeToString),
+        "DeleteVideo": grpc.unary_unary_rpc_method_handler(
+            servicer.DeleteVideo, _lenient(pb.DeleteVideoRequest),
+            pb.DeleteVideoResponse.SerializeToString),
     }
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("alive.v1.AliveService", handlers),))
@@ -127,9 +133,23 @@ def video_info(record: VideoRecord, reused: bool = False) -> pb.VideoInfo:
     )
 
 
-def _chunks(data: bytes) -> Iterator[pb.VideoChunk]:
-    for offset in range(0, len(data), CHUNK):
-        yield pb.VideoChunk(data=data[offset : offset + CHUNK], offset=offset)
+def _chunks(data: bytes, start: int = 0, end: int | None = None) -> Iterator[pb.VideoChunk]:
+    """data[start:end] in chunks that carry their offset in the whole file."""
+    end = len(data) if end is None else end
+    for offset in range(start, end, CHUNK):
+        yield pb.VideoChunk(data=data[offset : min(offset + CHUNK, end)], offset=offset)
+
+
+def _byte_range(request: pb.GetVideoRequest, size: int) -> tuple[int, int]:
+    """[start, end) of a (resumed) download; offset == size is an empty, valid range."""
+    if request.offset < 0 or request.length < 0:
+        raise validate.invalid("BAD_RANGE", "offset and length must not be negative")
+    if request.offset > size:
+        raise RpcError(grpc.StatusCode.OUT_OF_RANGE, "OFFSET_PAST_END",
+                       f"offset {request.offset} is past the end of the video ({size} bytes)",
+                       metadata={"size": str(size)})
+    end = size if not request.length else min(size, request.offset + request.length)
+    return request.offset, end
 
 
 class AliveServicer(pb_grpc.AliveServiceServicer):
@@ -171,7 +191,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
 
     def _video_for(self, video_id: str, user: str) -> VideoRecord:
         record = self._store().get_video(video_id)
-        if record is None:
+        if record is None or record.deleted_at is not None:  # deleted: exactly like missing
             raise RpcError(grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND", f"no video {video_id}")
         if record.status == "taken_down":
             message = (
@@ -302,7 +322,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
             _parsed(request)
             record = self._video_for(validate.video_id(request.video_id), user)
             data = self._store().read_mp4(record)
-            yield from _chunks(data)
+            yield from _chunks(data, *_byte_range(request, len(data)))
             metrics.REQUESTS.labels("GetVideo", "OK").inc()
         except Exception as exc:  # noqa: BLE001
             self._fail(context, "GetVideo", self._translate(exc))
@@ -361,4 +381,47 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
             )
         except Exception as exc:  # noqa: BLE001
             self._fail(context, "VerifyVideo", self._translate(exc))
+            raise AssertionError("unreachable") from None
+
+    def ListVideos(self, request: pb.ListVideosRequest, context: grpc.ServicerContext
+                   ) -> pb.ListVideosResponse:
+        try:
+            user = self._identity(context).user
+            _parsed(request)
+            try:
+                size = pages.page_size(request.page_size)
+                before = (pages.decode_token(self.rt.secret, user, request.page_token)
+                          if request.page_token else None)
+            except pages.BadPage as exc:
+                raise validate.invalid(exc.reason, str(exc)) from None
+            found = self._store().list_videos(user, size + 1, before)  # one more: a next page?
+            page = found[:size]
+            token = ""
+            if len(found) > size and page[-1].created_at is not None:
+                token = pages.encode_token(self.rt.secret, user, page[-1].created_at,
+                                           page[-1].id)
+            metrics.REQUESTS.labels("ListVideos", "OK").inc()
+            return pb.ListVideosResponse(videos=[video_info(v) for v in page],
+                                         next_page_token=token)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(context, "ListVideos", self._translate(exc))
+            raise AssertionError("unreachable") from None
+
+    def DeleteVideo(self, request: pb.DeleteVideoRequest, context: grpc.ServicerContext
+                    ) -> pb.DeleteVideoResponse:
+        try:
+            user = self._identity(context).user
+            _parsed(request)
+            video_id = validate.video_id(request.video_id)
+            deletion = self._store().delete_video(video_id, user)
+            metrics.REQUESTS.labels("DeleteVideo", "OK").inc()
+            # The hold is logged for operators, never told to the owner (it would reveal a
+            # report against the video).
+            log.info("deleted", extra={"user": user, "video_id": video_id,
+                                       "hold": deletion.hold, "event_id": deletion.event_id})
+            stamp = Timestamp()
+            stamp.FromDatetime(deletion.deleted_at)
+            return pb.DeleteVideoResponse(video_id=video_id, delete_time=stamp)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(context, "DeleteVideo", self._translate(exc))
             raise AssertionError("unreachable") from None

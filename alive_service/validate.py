@@ -16,16 +16,16 @@ IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 MAX_DETAILS_CHARS = 1000
 
 REASONS = {
-    pb.NUDITY: "nudity",
-    pb.MINOR_SAFETY: "minor_safety",
-    pb.VIOLENCE: "violence",
-    pb.HATE: "hate",
-    pb.HARASSMENT: "harassment",
-    pb.SELF_HARM: "self_harm",
-    pb.IMPERSONATION: "impersonation",
-    pb.COPYRIGHT: "copyright",
-    pb.SPAM: "spam",
-    pb.OTHER: "other",
+    pb.REPORT_REASON_NUDITY: "nudity",
+    pb.REPORT_REASON_MINOR_SAFETY: "minor_safety",
+    pb.REPORT_REASON_VIOLENCE: "violence",
+    pb.REPORT_REASON_HATE: "hate",
+    pb.REPORT_REASON_HARASSMENT: "harassment",
+    pb.REPORT_REASON_SELF_HARM: "self_harm",
+    pb.REPORT_REASON_IMPERSONATION: "impersonation",
+    pb.REPORT_REASON_COPYRIGHT: "copyright",
+    pb.REPORT_REASON_SPAM: "spam",
+    pb.REPORT_REASON_OTHER: "other",
 }
 
 

@@ -105,7 +105,7 @@ def test_hostile_photos_captions_ids_and_bodies_are_refused_precisely(
     for bad_id in ("", "0" * 15, "Z" * 16, "0123456789abcdef0", "'; DROP TABLE videos;--"):
         assert refused(lambda v=bad_id: client.get_video(v)) == (
             grpc.StatusCode.INVALID_ARGUMENT, "BAD_VIDEO_ID")
-        assert refused(lambda v=bad_id: client.report(v, pb.SPAM)) == (
+        assert refused(lambda v=bad_id: client.report(v, pb.REPORT_REASON_SPAM)) == (
             grpc.StatusCode.INVALID_ARGUMENT, "BAD_VIDEO_ID")
     assert refused(lambda: client.get_video("0123456789abcdef")) == (
         grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND")

@@ -529,7 +529,8 @@ def test_reports_to_takedown_to_restore_through_the_server_and_the_cli(
                 client.report(video_id, reason, details=f"reported by {user}")
 
         reporters = [threading.Thread(target=report, args=args) for args in
-                     (("u1", pb.IMPERSONATION), ("u2", pb.NUDITY), ("u3", pb.SPAM))]
+                     (("u1", pb.REPORT_REASON_IMPERSONATION), ("u2", pb.REPORT_REASON_NUDITY),
+                      ("u3", pb.REPORT_REASON_SPAM))]
         for t in reporters:
             t.start()
         for t in reporters:
@@ -556,7 +557,7 @@ def test_reports_to_takedown_to_restore_through_the_server_and_the_cli(
         assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN")
         assert "taken down" in message
         with AliveClient(server.addr, token=server.token("u4")) as late:
-            code, reason, _ = _refusal(lambda: late.report(video_id, pb.SPAM))
+            code, reason, _ = _refusal(lambda: late.report(video_id, pb.REPORT_REASON_SPAM))
         assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN")
         # The same photo, and a smaller recompressed copy, are refused before generation.
         for photo in (landscape_jpeg, _recompressed(landscape_jpeg)):

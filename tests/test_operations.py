@@ -213,11 +213,11 @@ def test_a_database_outage_gives_clear_errors_and_loses_nothing_committed(
     with ServerProcess(data_dir=tmp_path / "data", db_url=own_postgres.url) as server, \
             AliveClient(server.addr, token=server.token("a")) as client:
         made = client.animate(landscape_jpeg, "", SMALL)
-        report = client.report(made.info.video_id, pb.SPAM, "before the outage")
+        report = client.report(made.info.video_id, pb.REPORT_REASON_SPAM, "before the outage")
 
         own_postgres.stop()
         for call in (lambda: client.get_video(made.info.video_id),
-                     lambda: client.report(made.info.video_id, pb.HATE),
+                     lambda: client.report(made.info.video_id, pb.REPORT_REASON_HATE),
                      lambda: client.animate(landscape_jpeg, "", SMALL)):
             with pytest.raises(grpc.RpcError) as failed:
                 call()
@@ -232,7 +232,7 @@ def test_a_database_outage_gives_clear_errors_and_loses_nothing_committed(
         own_postgres.start()
         wait_serving(server.addr, timeout_s=30)
         assert client.get_video(made.info.video_id) == made.mp4
-        again = client.report(made.info.video_id, pb.HATE, "after the outage")
+        again = client.report(made.info.video_id, pb.REPORT_REASON_HATE, "after the outage")
         assert again.report_id == report.report_id and again.updated
         assert client.animate(landscape_jpeg, "", SMALL).info.video_id
 

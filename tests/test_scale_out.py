@@ -76,7 +76,7 @@ def test_videos_reports_and_takedowns_made_through_any_replica_are_seen_through_
     report_ids = set()
     for i, replica in enumerate(replicas):
         with AliveClient(replica.addr, token=replica.token(f"viewer{i}")) as one:
-            report_ids.add(one.report(target, pb.HATE, f"via replica {i}").report_id)
+            report_ids.add(one.report(target, pb.REPORT_REASON_HATE, f"via replica {i}").report_id)
     assert len(report_ids) == 3
 
     env = dict(os.environ, ALIVE_DATA_DIR=str(replicas[0].data_dir), ALIVE_DB_URL=scale_out_db,

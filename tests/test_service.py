@@ -115,14 +115,16 @@ def test_reporting_a_video_returns_a_report_id_and_a_second_report_updates_it(
     with client_for(server) as owner:
         video_id = owner.animate(landscape_jpeg, "", SMALL).info.video_id
     with client_for(server, "carol") as carol:
-        first = carol.report(video_id, pb.SPAM, "looks like an ad")
-        second = carol.report(video_id, pb.HARASSMENT, "it mocks someone")
+        first = carol.report(video_id, pb.REPORT_REASON_SPAM, "looks like an ad")
+        second = carol.report(video_id, pb.REPORT_REASON_HARASSMENT, "it mocks someone")
         assert first.report_id and second.report_id == first.report_id and second.updated
         code, reason, _ = rpc_failure(lambda: carol.report(video_id, 0))
         assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "BAD_REASON")
-        code, reason, _ = rpc_failure(lambda: carol.report("fedcba9876543210", pb.SPAM))
+        code, reason, _ = rpc_failure(
+            lambda: carol.report("fedcba9876543210", pb.REPORT_REASON_SPAM))
         assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND")
-        code, reason, _ = rpc_failure(lambda: carol.report(video_id, pb.SPAM, "x" * 5000))
+        code, reason, _ = rpc_failure(
+            lambda: carol.report(video_id, pb.REPORT_REASON_SPAM, "x" * 5000))
         assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "DETAILS_TOO_LONG")
 
 
@@ -134,7 +136,7 @@ def test_every_rpc_needs_a_valid_token(server: ServerProcess, landscape_jpeg: by
             for call in (
                 lambda c=client: c.animate(landscape_jpeg, "", SMALL),
                 lambda c=client: c.get_video("0123456789abcdef"),
-                lambda c=client: c.report("0123456789abcdef", pb.SPAM),
+                lambda c=client: c.report("0123456789abcdef", pb.REPORT_REASON_SPAM),
                 lambda c=client: c.verify(b"\0" * 100),
             ):
                 code, reason, _ = rpc_failure(call)

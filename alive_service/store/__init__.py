@@ -4,6 +4,7 @@ from alive_service.store.interface import (
     BankEntry,
     Conflict,
     DecisionRecord,
+    Deletion,
     EventRecord,
     NotFound,
     RateLimited,
@@ -17,7 +18,7 @@ from alive_service.store.migrate import upgrade
 from alive_service.store.sql import SqlStore, new_id
 
 __all__ = [
-    "BankEntry", "Conflict", "DecisionRecord", "EventRecord", "NotFound", "RateLimited",
+    "BankEntry", "Conflict", "DecisionRecord", "Deletion", "EventRecord", "NotFound", "RateLimited",
     "ReportRecord", "SqlStore", "Store", "StoreUnavailable", "TakenDown",
     "VideoRecord", "new_id", "upgrade",
 ]

@@ -47,3 +47,7 @@ class BlobStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        """Erase a blob (a user deleted what it belongs to); a missing one is fine."""
+        self._path(key).unlink(missing_ok=True)

@@ -23,6 +23,18 @@ Life cycle of the data::
             restore: a new event; the video is served again, the bank entry and
             strike are withdrawn (marked, never deleted)
 
+    Deletion by the owner (DeleteVideo; the video is NOT_FOUND from then on, like a missing id)::
+
+    Video ──► delete_video(id, owner) ──► deleted_at set; idempotency key and caption dropped;
+       │                                   ModerationEvent "owner_delete" (data: hold, erased)
+       ├─ no hold ──► erased now: MP4 + photo blobs unlinked (unless another live row
+       │              shares the bytes), erased_at set; the row keeps ids, owner, hashes
+       │              (photo sha256, PDQ), safety decisions, model, manifest id, timestamps
+       └─ hold: an unresolved report ("review") or status "taken_down" ("takedown")
+              media kept as evidence, hidden from everyone but moderators
+              dismiss / restore ──► release_hold ──► erased as above,
+              ModerationEvent "hold_released"; a takedown keeps it for the record
+
 ``SqlStore`` (SQLAlchemy: SQLite by default, PostgreSQL in production) is the
 implementation; the media bytes live in a ``BlobStore`` beside it.
 """
@@ -109,10 +121,23 @@ class VideoRecord:
     status_reason: str = ""
     claimed_by: str | None = None  # the moderator working its reports (see ModerationTx)
     claimed_at: datetime | None = None
+    deleted_at: datetime | None = None  # the owner deleted it: hidden from every client
+    erased_at: datetime | None = None  # its MP4 and photo are gone
 
     @property
     def duration_s(self) -> float:
         return self.frames / self.fps if self.fps else 0.0
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What delete_video did: ``hold`` is "" (erased at once), "review" (an unresolved
+    report) or "takedown" (the media stay as evidence, hidden)."""
+
+    video_id: str
+    deleted_at: datetime
+    hold: str
+    event_id: int
 
 
 @dataclass(frozen=True)
@@ -178,6 +203,18 @@ class Store(Protocol):
     def get_video(self, video_id: str) -> VideoRecord | None: ...
     def read_mp4(self, video: VideoRecord) -> bytes: ...
     def find_by_manifest(self, manifest_id: str) -> VideoRecord | None: ...
+
+    def list_videos(self, owner: str, limit: int,
+                    before: tuple[datetime, str] | None = None) -> list[VideoRecord]:
+        """The owner's videos that are neither deleted nor taken down, newest first
+        (created_at, then id, descending), strictly after the ``before`` key."""
+
+    def delete_video(self, video_id: str, owner: str) -> Deletion:
+        """Delete the owner's video (see the life cycle above). NotFound for an unknown id,
+        another owner's video, or one already deleted."""
+
+    def release_hold(self, video_id: str, actor: str) -> bool:
+        """Erase a deleted video's media once nothing holds them; True if it erased."""
 
     # Safety decisions
     def record_decision(self, decision: DecisionRecord) -> str: ...

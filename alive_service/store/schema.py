@@ -60,7 +60,13 @@ class Video(Base):
     # The moderator working this video's reports; a claim lapses (moderation.CLAIM_TTL).
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    __table_args__ = (UniqueConstraint("owner", "idempotency_key", name="uq_videos_idempotency"),)
+    # The owner deleted it (migration 0004); erased_at: its media are gone (see DeleteVideo).
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_videos_idempotency"),
+        Index("ix_videos_owner_created", "owner", "created_at", "id"),
+    )
 
 
 class Decision(Base):

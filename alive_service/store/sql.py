@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import case, create_engine, event, func, select, text, update
+from sqlalchemy import and_, case, create_engine, event, func, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,7 @@ from alive_service.store.interface import (
     BankEntry,
     Conflict,
     DecisionRecord,
+    Deletion,
     EventRecord,
     NotFound,
     RateLimited,
@@ -88,6 +89,7 @@ def _video(row: schema.Video) -> VideoRecord:
         safety=dict(row.safety), faces=row.faces, idempotency_key=row.idempotency_key,
         request_fingerprint=row.request_fingerprint, created_at=_aware(row.created_at),
         claimed_by=row.claimed_by, claimed_at=_aware(row.claimed_at),
+        deleted_at=_aware(row.deleted_at), erased_at=_aware(row.erased_at),
     )
 
 
@@ -240,6 +242,8 @@ class SqlStore:
             return row.video_blob
 
         key = self._read(q)
+        if not key:
+            raise NotFound(f"video {video.id}'s media were erased at its owner's request")
         try:
             return self.blobs.get(key)
         except FileNotFoundError as exc:
@@ -249,6 +253,8 @@ class SqlStore:
 
     def read_photo(self, video_id: str) -> bytes:
         key = self._read(lambda s: s.get(schema.Video, video_id).photo_blob)  # type: ignore[union-attr]
+        if not key:
+            raise NotFound(f"video {video_id}'s photo was erased at its owner's request")
         return self.blobs.get(key)
 
     def set_video_status(self, video_id: str, status: str, reason: str = "") -> None:
@@ -261,6 +267,105 @@ class SqlStore:
 
         with self._session(write=True) as session:
             q(session)
+
+    # -- owners list and delete their videos -----------------------------------------------
+    def list_videos(self, owner: str, limit: int,
+                    before: tuple[datetime, str] | None = None) -> list[VideoRecord]:
+        def q(s: Session) -> list[VideoRecord]:
+            video = schema.Video
+            stmt = (
+                select(video)
+                .where(video.owner == owner, video.deleted_at.is_(None),
+                       video.status != "taken_down")
+                .order_by(video.created_at.desc(), video.id.desc())
+                .limit(limit)
+            )
+            if before is not None:
+                at, video_id = before
+                stmt = stmt.where(or_(video.created_at < at,
+                                      and_(video.created_at == at, video.id < video_id)))
+            return [_video(r) for r in s.scalars(stmt)]
+
+        return self._read(q)
+
+    def delete_video(self, video_id: str, owner: str) -> Deletion:
+        with self._session(write=True) as session:
+            row = session.scalar(
+                select(schema.Video).where(schema.Video.id == video_id).with_for_update()
+            )
+            # Someone else's video is "not found" too: deleting must not reveal it exists.
+            if row is None or row.owner != owner or row.deleted_at is not None:
+                raise NotFound(f"no video {video_id}")
+            now = schema.utcnow()
+            hold = self._hold(session, row)
+            row.deleted_at = now
+            # A retry with the old idempotency key must make a new video, not find this one.
+            row.idempotency_key = None
+            row.request_fingerprint = None
+            row.caption = ""
+            erase = [] if hold else self._erase(session, row, now)
+            event_row = schema.Event(
+                video_id=video_id, actor=owner, action="owner_delete", created_at=now,
+                note="deleted by its owner",
+                data={"hold": hold, "erased": not hold},
+            )
+            session.add(event_row)
+            session.flush()
+            deletion = Deletion(video_id, now, hold, event_row.id)
+        self._unlink(erase)  # after the commit: a rollback must not lose bytes
+        return deletion
+
+    def release_hold(self, video_id: str, actor: str) -> bool:
+        with self._session(write=True) as session:
+            row = session.scalar(
+                select(schema.Video).where(schema.Video.id == video_id).with_for_update()
+            )
+            if row is None or row.deleted_at is None or row.erased_at is not None:
+                return False
+            if self._hold(session, row):
+                return False
+            now = schema.utcnow()
+            erase = self._erase(session, row, now)
+            session.add(schema.Event(
+                video_id=video_id, actor=actor, action="hold_released", created_at=now,
+                note="the review ended; the deleted video's media were erased",
+                data={"erased": True},
+            ))
+        self._unlink(erase)
+        return True
+
+    @staticmethod
+    def _hold(session: Session, row: schema.Video) -> str:
+        """Why a deleted video's media must stay: "takedown", "review" or "" (nothing)."""
+        if row.status == "taken_down":
+            return "takedown"
+        unresolved = session.scalar(
+            select(func.count()).select_from(schema.Report).where(
+                schema.Report.video_id == row.id, schema.Report.status != "resolved")
+        )
+        return "review" if unresolved else ""
+
+    @staticmethod
+    def _erase(session: Session, row: schema.Video, now: datetime) -> list[str]:
+        """Detach the row from its media; the blob keys no other live row still needs."""
+        keys = {row.video_blob, row.photo_blob} - {""}
+        row.video_blob = row.photo_blob = ""
+        row.erased_at = now
+        session.flush()
+        # Blobs are content addressed: the same photo animated twice shares one file.
+        shared = set(session.scalars(
+            select(schema.Video.video_blob).where(schema.Video.video_blob.in_(keys))
+        )) | set(session.scalars(
+            select(schema.Video.photo_blob).where(schema.Video.photo_blob.in_(keys))
+        ))
+        return sorted(keys - shared)
+
+    def _unlink(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self.blobs.delete(key)
+            except OSError as exc:  # the row no longer points at it; a sweep can retry
+                raise StoreUnavailable(f"could not erase blob {key}: {exc}") from exc
 
     # -- safety decisions -------------------------------------------------------------------
     def record_decision(self, decision: DecisionRecord) -> str:
