@@ -47,11 +47,15 @@ class GuardOptions:
 
 
 class Watchdog:
-    """One thread that runs callbacks at deadlines (cheaper than a Timer thread per call)."""
+    """One thread that runs callbacks at deadlines (cheaper than a Timer thread per call).
+
+    A cancelled entry drops its callback at once: the callback holds the call's context, and
+    grpc core keeps a call's HTTP/2 stream (and its max_concurrent_streams slot) until the
+    last reference to it is gone."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._cancelled: set[int] = set()
+        self._heap: list[list[Any]] = []  # [due, token, callback or None]
+        self._live: dict[int, list[Any]] = {}
         self._seq = itertools.count()
         self._cond = threading.Condition()
         threading.Thread(target=self._run, name="call-watchdog", daemon=True).start()
@@ -59,13 +63,20 @@ class Watchdog:
     def after(self, seconds: float, fn: Callable[[], None]) -> int:
         with self._cond:
             token = next(self._seq)
-            heapq.heappush(self._heap, (time.monotonic() + seconds, token, fn))
+            entry = [time.monotonic() + seconds, token, fn]
+            self._live[token] = entry
+            heapq.heappush(self._heap, entry)
             self._cond.notify()
             return token
 
     def cancel(self, token: int) -> None:
         with self._cond:
-            self._cancelled.add(token)
+            entry = self._live.pop(token, None)
+            if entry is not None:
+                entry[2] = None
+            if len(self._heap) > 2 * len(self._live) + 64:  # mostly cancelled: compact
+                self._heap = [e for e in self._heap if e[2] is not None]
+                heapq.heapify(self._heap)
 
     def _run(self) -> None:
         while True:
@@ -74,13 +85,13 @@ class Watchdog:
                     self._cond.wait()
                 due, token, fn = self._heap[0]
                 wait = due - time.monotonic()
-                if wait > 0:
+                if fn is not None and wait > 0:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                if token in self._cancelled:
-                    self._cancelled.discard(token)
+                if fn is None:
                     continue
+                self._live.pop(token, None)
             try:
                 fn()
             except Exception:  # noqa: BLE001 - a failed cancel must not stop the watchdog

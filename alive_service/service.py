@@ -155,6 +155,8 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
         limit = self.rt.settings.user_requests_per_minute
         # Counted at admission, in one transaction in the database: concurrent requests of
         # one user (on any replica) cannot all read the same count, and refused ones count.
+        # A request the server has no room for is not an admission (AT_CAPACITY, uncharged).
+        self.rt.admission.check()
         try:
             store.admit(user, "animate", limit)
         except RateLimited as exc:
@@ -336,6 +338,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                 raise validate.invalid("EMPTY_VIDEO", "the request carries no video")
             store, workers = self._ready()
             settings = self.rt.settings
+            self.rt.admission.check()
             store.admit(user, "verify", settings.user_verifies_per_minute)
             limits = VideoLimits(max_pixels=settings.verify_max_pixels,
                                  max_duration_s=settings.verify_max_duration_s,

@@ -170,3 +170,14 @@ def test_concurrent_admissions_of_one_user_never_exceed_the_limit(
     assert admitted.count(True) == 4
     store.admit(f"{user}-other", "animate", 4)  # another user is not affected
     store.close()
+
+
+def test_a_hundred_quick_calls_on_one_connection_all_get_their_answer(
+    server: ServerProcess,
+) -> None:
+    """Finished calls give their HTTP/2 stream back (none may linger until a timeout)."""
+    with AliveClient(server.addr, token=server.token("quick")) as client:
+        for _ in range(100):
+            with pytest.raises(grpc.RpcError) as missing:
+                client.get_video("0123456789abcdef")
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
