@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
@@ -67,7 +69,18 @@ def open_store(settings: Settings, migrate: bool = True) -> SqlStore:
     store.ping()
     if migrate:
         prepare_blobs(store)
+        sweep_encoder_temp(settings.data_dir / "tmp")
     return store
+
+
+def sweep_encoder_temp(temp_dir: Path, older_than_s: float = 3600.0) -> None:
+    """Remove encoder temp files a killed worker left (old ones only: replicas may share
+    the data dir)."""
+    cutoff = time.time() - older_than_s
+    for path in temp_dir.glob("tmp*.mp4") if temp_dir.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
 
 
 def prepare_blobs(store: SqlStore) -> None:
