@@ -162,7 +162,11 @@ class Hostile:
                 for future in calls:
                     while not future.done() and not self.stop.is_set():
                         self.stop.wait(0.2)
-                    self._count("stalled", future.exception() if future.done() else None)
+                    if future.done():
+                        self._count("stalled", future.exception())
+                    else:
+                        with self.lock:
+                            self.outcomes["stalled: still waiting when the run ended"] += 1
                 release.set()
                 for future in calls:
                     future.cancel()
