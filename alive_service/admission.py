@@ -37,11 +37,22 @@ class Admission:
     def admitted(self) -> int:
         return self._admitted
 
+    def _full(self) -> Full:
+        waves = self._admitted / self.workers
+        return Full(retry_after_s=round(self.typical_job_s * waves, 1))
+
+    def check(self) -> None:
+        """Raise Full if a submit now would be refused: per-user limits count admissions, so
+        they look here first and a client told to come back later is not charged for it.
+        (A request that loses the race for the last slot is refused by submit.)"""
+        with self._lock:
+            if self._admitted >= self.capacity:
+                raise self._full()
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         with self._lock:
             if self._admitted >= self.capacity:
-                waves = self._admitted / self.workers
-                raise Full(retry_after_s=round(self.typical_job_s * waves, 1))
+                raise self._full()
             self._admitted += 1
 
         def run() -> Any:

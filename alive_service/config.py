@@ -44,6 +44,23 @@ class Settings:
     trust_anchors: str = ""  # PEM file; empty: the dev root
     policy_file: str = ""  # empty: the policy shipped with the safety package
     log_level: str = "INFO"
+    # Connection limits (guard.py): no one client may hold the server's threads.
+    recv_timeout_s: float = 30.0  # a request's body must arrive within this
+    call_timeout_s: float = 900.0  # no call (health watches aside) lasts longer
+    calls_per_peer: int = 64  # concurrent calls from one client address
+    health_calls_per_peer: int = 8  # health checks from one address, outside that quota
+    calls_per_user: int = 8  # concurrent calls of one signed-in user
+    streams_per_connection: int = 32  # HTTP/2 streams one connection may open at once
+    rpc_threads: int = 256  # server threads; well above what one peer may hold
+    # Another process already listening on addr stops start-up unless this is set.
+    share_addr: bool = False
+    # Health turns NOT_SERVING below this much free space under the data dir.
+    min_free_mb: int = 512
+    # VerifyVideo: checked from the container before a single frame is decoded.
+    verify_max_pixels: int = 3840 * 2160
+    verify_max_duration_s: float = 120.0
+    verify_max_frames: int = 7200
+    user_verifies_per_minute: int = 30
 
     @property
     def database_url(self) -> str:
@@ -65,7 +82,11 @@ class Settings:
             if raw is None:
                 continue
             default = getattr(cls(), f.name)
-            if isinstance(default, Path):
+            if isinstance(default, bool):
+                values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            elif isinstance(default, Path):
                 values[f.name] = Path(raw)
             elif isinstance(default, int):
                 values[f.name] = int(raw)

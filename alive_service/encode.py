@@ -12,6 +12,7 @@ curves differ slightly, and players treat the two alike, so the values pass thro
 
 from __future__ import annotations
 
+import errno
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ class EncodeOptions:
     crf: int = 23
     preset: str = "veryfast"
     threads: int = 2
+    # Where the temporary MP4 goes (the server: under its data dir, which health watches;
+    # None: the system's temp dir).
+    temp_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,18 @@ def encode_mp4(
     if width % 2 or height % 2:
         raise ValueError(f"yuv420p needs even frame sizes, got {width}x{height}")
     # faststart rewrites the file in a second pass, which needs a real file.
-    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
-        _encode_to(tmp.name, frames, fps, options, progress, mark)
-        mp4 = Path(tmp.name).read_bytes()
+    try:
+        with tempfile.NamedTemporaryFile(suffix=".mp4", dir=options.temp_dir) as tmp:
+            _encode_to(tmp.name, frames, fps, options, progress, mark)
+            mp4 = Path(tmp.name).read_bytes()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space" not in str(exc):
+            raise
+        # A full disk is the server's outage, not the request's fault: UNAVAILABLE, retry.
+        from alive_service.store import StoreUnavailable
+
+        raise StoreUnavailable(f"no space left for the video under "
+                               f"{options.temp_dir or tempfile.gettempdir()}") from exc
     return Video(mp4=mp4, width=width, height=height, fps=fps, frames=count)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
@@ -19,8 +21,10 @@ from alive_service import auth, logs, metrics
 from alive_service.admission import Admission
 from alive_service.config import Settings
 from alive_service.decode import DecodeLimits
+from alive_service.encode import EncodeOptions
+from alive_service.guard import CallGuard, GuardOptions
 from alive_service.pipeline import Parts
-from alive_service.rpc import pb
+from alive_service.rpc import RpcError, pb
 from alive_service.service import AliveServicer, Runtime, add_to_server
 from alive_service.store import SqlStore, StoreUnavailable, upgrade
 from alive_service.workers import WorkerPool
@@ -52,12 +56,50 @@ def signing_identity(settings: Settings) -> tuple[Callable[[], SigningIdentity],
     return DevIdentitySource(settings.keys_dir).get, anchors
 
 
+class BlobDirMissing(RuntimeError):
+    pass
+
+
 def open_store(settings: Settings, migrate: bool = True) -> SqlStore:
+    """The store; with ``migrate`` (the server process, once at start) also the schema and
+    the blob directory: created on a fresh start, never when the database has videos."""
     if migrate:
         upgrade(settings.database_url)
-    store = SqlStore(settings.database_url, settings.blob_dir)
+    store = SqlStore(settings.database_url, settings.blob_dir, create_blobs=False)
     store.ping()
+    if migrate:
+        prepare_blobs(store)
+        sweep_encoder_temp(settings.data_dir / "tmp")
     return store
+
+
+def sweep_encoder_temp(temp_dir: Path, older_than_s: float = 3600.0) -> None:
+    """Remove encoder temp files a killed worker left (old ones only: replicas may share
+    the data dir)."""
+    cutoff = time.time() - older_than_s
+    for path in temp_dir.glob("tmp*.mp4") if temp_dir.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+
+
+def prepare_blobs(store: SqlStore) -> None:
+    blobs = store.blobs
+    videos = store.count_videos()
+    if not blobs.root.exists():
+        if videos:
+            raise BlobDirMissing(f"the blob directory {blobs.root} is missing but the database "
+                                 f"has {videos} videos; restore it (or point ALIVE_DATA_DIR "
+                                 "at it) before starting")
+        blobs.create()
+    elif blobs.marker_id() is None:
+        if videos and not any(blobs.keys()):
+            raise BlobDirMissing(f"the blob directory {blobs.root} is empty and unmarked but "
+                                 f"the database has {videos} videos: was it replaced?")
+        blobs.adopt()
+    swept = blobs.sweep_temp()
+    if swept:
+        log.info("removed unfinished blob writes", extra={"files": swept})
 
 
 def load_parts(settings: Settings, identity: Callable[[], SigningIdentity],
@@ -69,6 +111,8 @@ def load_parts(settings: Settings, identity: Callable[[], SigningIdentity],
 
     store = open_store(settings, migrate)
     threads = os.cpu_count() or 2
+    temp_dir = settings.data_dir / "tmp"
+    temp_dir.mkdir(exist_ok=True)
     policy = Path(settings.policy_file) if settings.policy_file else None
     return Parts(
         safety=SafetyChecker(settings.model_dir, policy, threads=1),
@@ -77,21 +121,42 @@ def load_parts(settings: Settings, identity: Callable[[], SigningIdentity],
         store=store,
         limits=DecodeLimits(max_bytes=settings.max_photo_bytes,
                             max_pixels=settings.max_photo_pixels),
+        encode=EncodeOptions(temp_dir=temp_dir),
     )
+
+
+def call_guard(settings: Settings, secret: bytes) -> CallGuard:
+    def identify(metadata: dict[str, str]) -> str:
+        try:
+            return auth.identity_from_metadata(secret, metadata).user
+        except auth.AuthError as exc:
+            raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "BAD_TOKEN", str(exc)) from None
+
+    return CallGuard(GuardOptions(
+        recv_timeout_s=settings.recv_timeout_s, call_timeout_s=settings.call_timeout_s,
+        calls_per_peer=settings.calls_per_peer,
+        health_calls_per_peer=settings.health_calls_per_peer,
+        calls_per_user=settings.calls_per_user,
+    ), identify)
 
 
 def build_server(
     settings: Settings, runtime: Runtime
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    cheap_rpcs = 16  # GetVideo, ReportVideo, health: never starved by generation
+    # No maximum_concurrent_rpcs: one cap shared by everyone is what a stalled client fills.
+    # The guard bounds each peer and user instead, well below the thread pool, so health and
+    # other clients always find a thread; Admission bounds the expensive work.
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=runtime.admission.capacity + cheap_rpcs,
-                                   thread_name_prefix="rpc"),
-        maximum_concurrent_rpcs=runtime.admission.capacity + cheap_rpcs,
+        futures.ThreadPoolExecutor(max_workers=settings.rpc_threads, thread_name_prefix="rpc"),
+        interceptors=[call_guard(settings, runtime.secret)],
         options=[
             # A 20 MB photo plus the envelope; replies stream in 256 kB chunks.
             ("grpc.max_receive_message_length", settings.max_photo_bytes + MB),
             ("grpc.max_send_message_length", 4 * MB),
+            ("grpc.max_concurrent_streams", settings.streams_per_connection),
+            # gRPC sets SO_REUSEPORT by default: a second server on the same address would
+            # start silently and take half the connections. Only when asked to share.
+            ("grpc.so_reuseport", 1 if settings.share_addr else 0),
             # Phones sit behind NATs that drop idle connections: ping every 30 s,
             # and allow clients to ping every 10 s, even between calls.
             ("grpc.keepalive_time_ms", 30_000),
@@ -110,31 +175,46 @@ def build_server(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(settings.addr)
+    try:
+        port = server.add_insecure_port(settings.addr)
+    except RuntimeError:  # grpc's "Failed to bind"
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {settings.addr}")
+        raise OSError(f"cannot listen on {settings.addr}: the address is in use or not ours "
+                      "(set ALIVE_SHARE_ADDR=1 to share it with another server on purpose)")
     return server, port, health_servicer
 
 
-def watch_database(store: SqlStore, health_servicer: health.HealthServicer,
-                   stopping: threading.Event, every_s: float = 2.0) -> None:
-    """Report SERVING only while the database answers, so balancers route around an outage."""
+def health_problem(store: SqlStore, settings: Settings) -> str | None:
+    """Why this server cannot do its work right now, or None."""
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        return f"database unavailable: {exc}"
+    try:
+        store.blobs.check(settings.min_free_mb * MB)
+    except OSError as exc:
+        return f"{getattr(exc, 'reason', 'BLOB_STORE_UNAVAILABLE')}: {exc}"
+    return None
+
+
+def watch_health(store: SqlStore, settings: Settings, health_servicer: health.HealthServicer,
+                 stopping: threading.Event, every_s: float = 2.0) -> None:
+    """Report SERVING only while the database answers and the blob directory is the one we
+    started with, writable and not full, so balancers route around an outage."""
     serving: bool | None = None
     while not stopping.is_set():
-        try:
-            store.ping()
-            ok = True
-        except StoreUnavailable as exc:
-            ok = False
-            if serving is not False:
-                log.error("database unavailable", extra={"error": str(exc)})
+        problem = health_problem(store, settings)
+        ok = problem is None
         if ok != serving:
             status = (health_pb2.HealthCheckResponse.SERVING if ok
                       else health_pb2.HealthCheckResponse.NOT_SERVING)
             for name in ("", SERVICE_NAME):
                 health_servicer.set(name, status)
-            if serving is False:
-                log.info("database back")
+            if ok:
+                log.info("healthy again" if serving is False else "healthy")
+            else:
+                log.error("not serving", extra={"error": problem})
             serving = ok
         stopping.wait(every_s)
 
@@ -154,7 +234,12 @@ def main() -> None:
     runtime = Runtime(settings=settings, secret=secret, trust_anchors=anchors,
                       admission=Admission(settings.workers, settings.queue_depth))
     workers = WorkerPool(settings, settings.workers)
-    server, port, health_servicer = build_server(settings, runtime)
+    try:
+        server, port, health_servicer = build_server(settings, runtime)
+    except OSError as exc:
+        log.error("refusing to start: %s", exc)
+        print(f"alive-server: refusing to start: {exc}", file=sys.stderr)
+        sys.exit(2)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
     server.start()
@@ -173,7 +258,7 @@ def main() -> None:
             return
         runtime.store, runtime.workers = store, workers
         log.info("serving", extra={"addr": f"{host}:{port}"})
-        watch_database(store, health_servicer, stopping)
+        watch_health(store, settings, health_servicer, stopping)
 
     failed = threading.Event()
     stopping = threading.Event()

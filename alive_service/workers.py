@@ -18,6 +18,8 @@ Life cycle of one job::
       |  pipe <- ("result", Result) | ("error", exception)
       v
     WorkerPool returns the Result or raises the pipeline's exception; the worker is idle again.
+    VerifyVideo takes the same way (WorkerPool.verify, job "verify"): decoding a hostile
+    video is the same kind of work as generating one, and may crash a native library.
     A cancel sets the worker's event, and the pipeline stops between frames (Cancelled).
     If the worker dies mid-job: WorkerCrashed for that request, and a fresh worker replaces it.
 """
@@ -41,6 +43,7 @@ from typing import Any
 
 from alive_service.config import Settings
 from alive_service.pipeline import AnimateRequest, ProgressFn, Result, Stage
+from provenance.verify import Verification, VideoLimits
 
 log = logging.getLogger("alive.workers")
 
@@ -108,8 +111,10 @@ def _serve(settings: Settings, conn: Connection, cancel: Any) -> None:
     from alive_service.server import load_parts, signing_identity
 
     logs.configure(settings.log_level)
+    from provenance.verify import verify_mp4
+
     try:
-        identity, _ = signing_identity(settings)
+        identity, anchors = signing_identity(settings)
         parts = load_parts(settings, identity, migrate=False)
     except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
         log.exception("worker start-up failed")
@@ -123,10 +128,13 @@ def _serve(settings: Settings, conn: Connection, cancel: Any) -> None:
             return  # the server went away
         if message is None:
             return
-        _, request, threads = message
+        kind, request, threads = message
         progress = _throttled(conn.send)
         try:
-            result = animate(request, parts, progress, cancel.is_set, threads)
+            if kind == "verify":  # request: (mp4 bytes, VideoLimits)
+                result = verify_mp4(request[0], anchors, limits=request[1])
+            else:
+                result = animate(request, parts, progress, cancel.is_set, threads)
             conn.send(("result", result))
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the handler
             conn.send(("error", _sendable(exc)))
@@ -200,6 +208,16 @@ class WorkerPool:
 
     def animate(self, request: AnimateRequest, progress: ProgressFn,
                 cancelled: Callable[[], bool]) -> Result:
+        return self._job(("job", request), request.request_id, progress, cancelled)
+
+    def verify(self, mp4: bytes, limits: VideoLimits, request_id: str) -> Verification:
+        """Check a video's Content Credentials and watermark in a worker: decoding hostile
+        files is the same kind of work as generating, under the same admission."""
+        return self._job(("verify", (mp4, limits)), request_id, lambda *_: None,
+                         lambda: False)
+
+    def _job(self, job: tuple[str, Any], request_id: str, progress: ProgressFn,
+             cancelled: Callable[[], bool]) -> Any:
         worker = self._idle.get()
         while not worker.process.is_alive():  # died while idle: not this request's fault
             log.error("idle worker died", extra={"pid": worker.process.pid,
@@ -213,16 +231,16 @@ class WorkerPool:
         if self.settings.request_threads > 0:
             threads = min(threads, self.settings.request_threads)
         try:
-            return self._run(worker, request, progress, cancelled, threads)
+            return self._run(worker, job, request_id, progress, cancelled, threads)
         finally:
             with self._lock:
                 self._busy -= 1
 
-    def _run(self, worker: _Worker, request: AnimateRequest, progress: ProgressFn,
-             cancelled: Callable[[], bool], threads: int) -> Result:
+    def _run(self, worker: _Worker, job: tuple[str, Any], request_id: str,
+             progress: ProgressFn, cancelled: Callable[[], bool], threads: int) -> Any:
         worker.cancel.clear()
         try:
-            worker.conn.send(("job", request, threads))
+            worker.conn.send((*job, threads))
             while True:
                 if cancelled():
                     worker.cancel.set()
@@ -236,7 +254,7 @@ class WorkerPool:
             worker.process.join(1.0)
             code = worker.process.exitcode
             log.error("worker died", extra={"pid": worker.process.pid, "exit_code": code,
-                                            "request_id": request.request_id})
+                                            "request_id": request_id})
             self._replace(worker)
             raise WorkerCrashed(f"the process generating this video stopped unexpectedly (exit "
                                 f"code {code}); retry with the same idempotency key") from None

@@ -245,6 +245,8 @@ class Store(Protocol):
     def events_for(self, video_id: str) -> Sequence[EventRecord]: ...
 
     def strikes_for(self, user: str, active_only: bool = True) -> list[StrikeRecord]: ...
+    def admit(self, user: str, kind: str, limit: int, window_s: float = 60.0) -> None:
+        """Count one admission, atomically; RateLimited past ``limit`` per window."""
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

@@ -155,3 +155,26 @@ class Strike(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Admission(Base):
+    """One admitted request (Animate, VerifyVideo) of one user: the per-user rate limit
+    counts these rows, so every replica enforces the same limit."""
+
+    __tablename__ = "admissions"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    user: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (Index("ix_admissions_user_kind_time", "user", "kind", "created_at"),)
+
+
+class AdmissionLock(Base):
+    """One row per (user, kind), updated by every admission: in PostgreSQL the row lock
+    serialises one user's concurrent admissions, so count-then-insert is atomic."""
+
+    __tablename__ = "admission_locks"
+    user: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    admitted: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import and_, case, create_engine, event, func, or_, select, text, update
+from sqlalchemy import and_, case, create_engine, delete, event, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -130,14 +132,14 @@ def _strike(row: schema.Strike) -> StrikeRecord:
 class SqlStore:
     """``Store`` on SQLAlchemy. Every public method is one transaction."""
 
-    def __init__(self, url: str, blob_dir: Path) -> None:
+    def __init__(self, url: str, blob_dir: Path, create_blobs: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(
             self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
         )
-        self.blobs = BlobStore(blob_dir)
+        self.blobs = BlobStore(blob_dir, create=create_blobs)
         self._bank_cache: tuple[tuple[int, int], MemoryHashBank, dict[str, str]] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -414,6 +416,46 @@ class SqlStore:
             return int(s.scalar(stmt) or 0)
 
         return self._read(q)
+
+    def admit(self, user: str, kind: str, limit: int, window_s: float = 60.0) -> None:
+        """Record one admission of ``kind`` for ``user``, or raise RateLimited when ``limit``
+        were admitted in the last ``window_s``. Count and insert are one transaction that
+        first updates the user's lock row, so concurrent requests (on any replica) queue
+        behind each other instead of all reading the same count."""
+        now = datetime.now(UTC)
+        since = now - timedelta(seconds=window_s)
+        upsert = (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(
+            schema.AdmissionLock).values(user=user, kind=kind, admitted=1)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["user", "kind"],
+            set_={"admitted": schema.AdmissionLock.admitted + 1})
+        with self._session(write=True) as s:
+            s.execute(upsert)
+            s.execute(delete(schema.Admission).where(
+                schema.Admission.user == user, schema.Admission.kind == kind,
+                schema.Admission.created_at <= since))
+            recent = list(s.scalars(
+                select(schema.Admission.created_at)
+                .where(schema.Admission.user == user, schema.Admission.kind == kind,
+                       schema.Admission.created_at > since)
+                .order_by(schema.Admission.created_at)))
+            if len(recent) >= limit:
+                oldest = _aware(recent[len(recent) - limit])
+                wait = (oldest - since).total_seconds() if oldest else window_s
+                raise RateLimited(
+                    f"at most {limit} {kind} requests a minute per user; slow down",
+                    retry_after_s=round(max(1.0, wait), 1))
+            s.add(schema.Admission(user=user, kind=kind, created_at=now))
+
+    def referenced_blobs(self) -> set[str]:
+        """Every blob key a row points to (any ``*_blob`` column of any table)."""
+        keys: set[str] = set()
+        with self._session() as s:
+            for table in schema.Base.metadata.sorted_tables:
+                for column in table.columns:
+                    if column.name.endswith("_blob"):
+                        keys.update(k for k in s.scalars(select(column).distinct()) if k)
+        return keys
 
     # -- reports ----------------------------------------------------------------------------
     def upsert_report(
