@@ -34,6 +34,7 @@ class Regions:
     water: np.ndarray  # float32 (h, w) 0..1
     water_top: float  # top of the water as a fraction of the image height (1.0: no water)
     water_bottom: float  # its foot (nearest the viewer), same units
+    still: np.ndarray | None = None  # float32 0/1: what the user asked to keep still (hints.py)
 
     @property
     def sky_fraction(self) -> float:
