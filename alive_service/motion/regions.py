@@ -28,6 +28,8 @@ import numpy as np
 
 ANALYSIS_SIDE = 384
 ANALYSIS_MIN_SHORT = 160
+LINE_CONTRAST = 8.0  # L units a thin stroke stands out of its surroundings
+LINE_MIN_LENGTH = 0.2  # of the long side: shorter strokes are birds, flecks, cloud edges
 SEAM_STEP = 5.0  # Lab distance across a horizon below which sky and "water" are one surface
 
 
@@ -243,6 +245,30 @@ def _backdrop(sky: np.ndarray, sky_lab: np.ndarray) -> bool:
     return float(sky[-max(2, sky.shape[0] // 20) :].mean()) > 0.3
 
 
+def thin_lines(light: np.ndarray) -> np.ndarray:
+    """Long thin structures (cables, masts, rigging, a jetty's boards) in the analysis image.
+
+    Thin bright or dark strokes stand out of a morphological top-hat / black-hat; long ones
+    (longer than LINE_MIN_LENGTH of the long side: not a bird or a cloud fleck) are kept out
+    of the sky and water masks, with a one-pixel margin, so they are not dragged along.
+    """
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    hats = np.maximum(
+        cv2.morphologyEx(light, cv2.MORPH_TOPHAT, k), cv2.morphologyEx(light, cv2.MORPH_BLACKHAT, k)
+    )
+    thin = (hats > LINE_CONTRAST).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    if n <= 1:
+        return np.zeros(light.shape, bool)
+    length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    box_area = stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT]
+    sparse = stats[:, cv2.CC_STAT_AREA] < 0.35 * box_area  # a stroke, not a blob
+    keep = (length >= LINE_MIN_LENGTH * max(light.shape)) & sparse
+    keep[0] = False
+    lines = keep[labels].astype(np.uint8)
+    return cv2.dilate(lines, np.ones((3, 3), np.uint8)) > 0
+
+
 def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = False) -> Regions:
     small = _analysis_image(rgb)
     lab, texture, horizontal = _features(small)
@@ -266,6 +292,9 @@ def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = Fal
         water = kept
         if _backdrop(sky, sky_lab) and not hint_sky:
             sky = np.zeros_like(sky)
+    lines = thin_lines(lab[..., 0])
+    sky &= ~lines
+    water &= ~lines
     rows = np.nonzero(water)[0]
     top = float(np.percentile(rows, 2) / water.shape[0]) if rows.size else 1.0
     bottom = float((np.percentile(rows, 98) + 1) / water.shape[0]) if rows.size else 1.0
