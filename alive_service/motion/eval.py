@@ -245,7 +245,8 @@ def hint_leak(model, photo: Photo, faces, opts: MotionOptions) -> tuple[float, f
 
 
 def evaluate(
-    model_dir: Path, out_dir: Path, long_side: int, seconds: float, split: str | None = None
+    model_dir: Path, out_dir: Path, long_side: int, seconds: float, split: str | None = None,
+    only: list[str] | None = None,
 ) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_motion_model(model_dir, renderer="cv2")
@@ -255,6 +256,8 @@ def evaluate(
 
         detector = FaceDetector(model_dir)
     photos, skipped = load_set(split=split)
+    if only:
+        photos = [p for p in photos if p.name in only]
     rows = []
     for photo in photos:
         faces = detector.detect(photo.rgb) if detector else []
@@ -409,10 +412,11 @@ def main() -> None:
     parser.add_argument("--long-side", type=int, default=1280)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--split", choices=["tune", "holdout"], help="only this split")
+    parser.add_argument("--only", nargs="*", default=None, help="only these photos (names)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a holdout target is missed")
     args = parser.parse_args()
-    report = evaluate(args.models, args.out, args.long_side, args.seconds, args.split)
+    report = evaluate(args.models, args.out, args.long_side, args.seconds, args.split, args.only)
     print(table(report["rows"], report["targets"], report["skipped"], report["classes"]))
     holdout = report["targets"].get("holdout", {})
     if args.strict and not all(t["ok"] for t in holdout.values()):
