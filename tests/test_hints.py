@@ -15,6 +15,7 @@ import pytest
 from alive_service.client import AliveClient
 from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
+from provenance.verify import verify_mp4
 from tests.conftest import jpeg
 from tests.test_motion import plaque_scene
 
@@ -60,9 +61,15 @@ def test_a_keep_still_hint_keeps_the_object_still_in_the_delivered_video(
     h, w = video.shape[1:3]
     inside = cv2.resize(plaque.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     # Decoded H.264 flickers by a few grey levels, so motion is judged by optical flow (as in
-    # the eval): a pixel moves when the flow from frame 0 exceeds 1 px in some frame.
+    # the eval): a pixel moves when the flow from frame 0 exceeds 1 px in some frame. Flow
+    # bleeds a pixel or two across the border of the drifting sky next to the plaque, so its
+    # outermost 2 pixels are not judged.
+    inside = cv2.erode(inside.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     assert moving_fraction(video, inside) <= 0.01
-    assert result.info.video_id
+    # The hints are part of the video's recorded parameters, in its signed C2PA claim too.
+    anchors = (server.data_dir / "keys" / "c2pa-dev-root.pem").read_bytes()
+    claimed = verify_mp4(result.mp4, anchors).params
+    assert "still:0.2083,0.1667" in str(claimed)
 
 
 @pytest.mark.parametrize(
