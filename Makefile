@@ -75,7 +75,8 @@ buf-baseline: $(BUF)
 	$(BUF) build --exclude-source-info -o tools/buf/alive-v1.binpb
 
 # Some eval photos ship in Debian packages; install them when apt is there (root).
-EVAL_DEBS := opencv-doc mate-backgrounds
+EVAL_DEBS := opencv-doc mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 \
+	plasma-workspace-wallpapers
 eval: setup
 	-@dpkg -s $(EVAL_DEBS) >/dev/null 2>&1 || (command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(EVAL_DEBS))

@@ -51,6 +51,32 @@ def _fail(exc: grpc.RpcError) -> None:
     raise typer.Exit(1)
 
 
+_HINT_HELP = ("where the {} region is: x,y in 0..1 (from the top left); several points of one "
+              "region as x,y;x,y; a stroke as line:x,y;x,y. Repeat for more regions")
+STILL_HELP = _HINT_HELP.format("keep-still")
+SKY_HELP = _HINT_HELP.format("sky")
+WATER_HELP = _HINT_HELP.format("water")
+
+
+def _hints(values: list[str], kind: int, direction: float | None) -> list[pb.RegionHint]:
+    """``--still 0.5,0.2`` style values -> RegionHint messages (the server checks ranges)."""
+    out = []
+    for value in values:
+        polyline = value.startswith("line:")
+        points = []
+        for pair in value.removeprefix("line:").split(";"):
+            try:
+                x, y = (float(v) for v in pair.split(","))
+            except ValueError:
+                raise ValueError(f"bad point {pair!r} in {value!r}: expected x,y") from None
+            points.append(pb.HintPoint(x=x, y=y))
+        hint = pb.RegionHint(kind=kind, points=points, polyline=polyline)
+        if direction is not None:
+            hint.drift_direction_deg = direction
+        out.append(hint)
+    return out
+
+
 @app.command()
 def animate(
     photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="JPEG, PNG or WebP"),
@@ -64,9 +90,23 @@ def animate(
     face: float | None = typer.Option(None),
     camera: float | None = typer.Option(None),
     key: str = typer.Option("", help="idempotency key for safe retries"),
+    still: list[str] = typer.Option([], "--still", help=STILL_HELP),
+    sky_hint: list[str] = typer.Option([], "--sky-at", "--sky-hint",
+                                       help=SKY_HELP),
+    water_hint: list[str] = typer.Option([], "--water-at", "--water-hint",
+                                         help=WATER_HELP),
+    sky_direction: float | None = typer.Option(
+        None, help="sky drift direction in degrees (0 right, 90 up); needs --sky-at"),
 ) -> None:
     """Animate PHOTO and write a signed MP4."""
     options = pb.AnimateOptions(duration_s=duration, long_side=long_side, seed=seed)
+    try:
+        hints = [*_hints(sky_hint, pb.HINT_KIND_ANIMATE_SKY, sky_direction),
+                 *_hints(water_hint, pb.HINT_KIND_ANIMATE_WATER, None),
+                 *_hints(still, pb.HINT_KIND_KEEP_STILL, None)]
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     for name, value in (("sky", sky), ("water", water), ("face", face), ("camera", camera)):
         if value is not None:
             setattr(options, name, value)
@@ -81,7 +121,8 @@ def animate(
                        completed=p.frames_done, total=p.frames_total or None)
 
         try:
-            result = client.animate(photo.read_bytes(), caption, options, key, on_progress)
+            result = client.animate(photo.read_bytes(), caption, options, key, on_progress,
+                                    hints)
         except grpc.RpcError as exc:
             bar.stop()
             _fail(exc)

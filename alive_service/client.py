@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +80,10 @@ class AliveClient:
     def animate(
         self, photo: bytes, caption: str = "", options: pb.AnimateOptions | None = None,
         idempotency_key: str = "", on_progress: Callable[[pb.Progress], None] | None = None,
+        hints: Sequence[pb.RegionHint] = (),
     ) -> Animated:
         request = pb.AnimateRequest(photo=photo, caption=caption, options=options,
-                                    idempotency_key=idempotency_key)
+                                    idempotency_key=idempotency_key, hints=list(hints))
         info, chunks, progress = None, [], []
         for event in self.stub.Animate(request, metadata=self.metadata, timeout=self.timeout_s):
             kind = event.WhichOneof("event")

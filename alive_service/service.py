@@ -262,7 +262,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
             typed = AnimateRequest(
                 user=user, request_id=request_id, photo=request.photo,
                 caption=validate.caption(request.caption, self.rt.settings.max_caption_chars),
-                options=validate.options(request.options),
+                options=validate.options_with_hints(request.options, request.hints),
                 idempotency_key=validate.idempotency_key(request.idempotency_key),
             )
             self._rate_limit(store, user)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Sequence
+from dataclasses import replace
 
 import grpc
 
-from alive_service.motion import MotionOptions
+from alive_service.motion import MotionOptions, RegionHint
+from alive_service.motion.hints import MAX_HINTS, MAX_POINTS
 from alive_service.rpc import RpcError, pb
 
 VIDEO_ID_RE = re.compile(r"^[0-9a-f]{16}$")
@@ -98,3 +101,49 @@ def report_reason(value: int) -> str:
         raise invalid("BAD_REASON", "reason must be one of: " + ", ".join(
             pb.ReportReason.Name(k) for k in REASONS))
     return REASONS[value]
+
+
+_HINT_KINDS = {
+    pb.HINT_KIND_ANIMATE_SKY: "sky",
+    pb.HINT_KIND_ANIMATE_WATER: "water",
+    pb.HINT_KIND_KEEP_STILL: "still",
+}
+
+
+def _bad_hint(index: int, message: str) -> RpcError:
+    return invalid("BAD_HINT", f"hints[{index}]: {message}")
+
+
+def hints(messages: Sequence[pb.RegionHint]) -> tuple[RegionHint, ...]:
+    """The user's region hints, checked: kinds, counts, finite coordinates within 0..1."""
+    if len(messages) > MAX_HINTS:
+        raise invalid("TOO_MANY_HINTS", f"{len(messages)} hints; the limit is {MAX_HINTS}")
+    out = []
+    for i, message in enumerate(messages):
+        if message.kind not in _HINT_KINDS:
+            raise _bad_hint(i, "kind must be one of: " + ", ".join(
+                pb.HintKind.Name(k) for k in _HINT_KINDS))
+        if not 1 <= len(message.points) <= MAX_POINTS:
+            raise _bad_hint(i, f"needs 1 to {MAX_POINTS} points, got {len(message.points)}")
+        points = []
+        for j, p in enumerate(message.points):
+            if not (math.isfinite(p.x) and math.isfinite(p.y) and 0 <= p.x <= 1 and 0 <= p.y <= 1):
+                raise _bad_hint(i, f"points[{j}] must have x and y between 0 and 1")
+            points.append((float(p.x), float(p.y)))
+        direction = None
+        if message.HasField("drift_direction_deg"):
+            if _HINT_KINDS[message.kind] != "sky":
+                raise _bad_hint(i, "drift_direction_deg applies to HINT_KIND_ANIMATE_SKY only")
+            direction = float(message.drift_direction_deg)
+            if not (math.isfinite(direction) and 0 <= direction <= 360):
+                raise _bad_hint(i, "drift_direction_deg must be between 0 and 360")
+        out.append(RegionHint(_HINT_KINDS[message.kind], tuple(points), bool(message.polyline),
+                              direction))
+    return tuple(out)
+
+
+def options_with_hints(message: pb.AnimateOptions, hint_messages: Sequence[pb.RegionHint]
+                       ) -> MotionOptions:
+    """``options`` plus the request's hints (they are part of the idempotency fingerprint)."""
+    return replace(options(message), hints=hints(hint_messages))
+

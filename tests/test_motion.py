@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -326,3 +326,60 @@ def test_the_lake_ripples_as_water_at_any_size_and_caption(model: OnnxMotionMode
             assert clip.params["water_strength"] > 0
             sky_seen.add(clip.params["sky_fraction"])
     assert len(sky_seen) == 1  # neither the size nor the caption moves pixels into the sky
+
+
+def plaque_scene() -> tuple[np.ndarray, np.ndarray]:
+    """The sky scene with a pale, smooth plaque hanging from the top edge: sky-coloured and
+    sky-smooth, so the region finder takes it for sky (a clock face or a plain wall near the
+    top). Soft blotches, like a weathered wall, make any drift of it visible (and measurable
+    by optical flow). Returns photo and plaque mask."""
+    img, _, _ = sky_scene()
+    plaque = np.zeros(img.shape[:2], bool)
+    plaque[0:80, 20:130] = True
+    rng = np.random.default_rng(5)
+    blotches = cv2.GaussianBlur(rng.normal(0, 1, (80, 110)).astype(np.float32), (0, 0), 4)
+    shade = 200 + 40 * blotches / blotches.std()
+    img[0:80, 20:130] = np.clip(shade[..., None] + np.zeros((1, 1, 3)), 0, 255).astype(np.uint8)
+    return img, plaque
+
+
+def test_a_keep_still_hint_stops_an_object_taken_for_sky(model: OnnxMotionModel) -> None:
+    from alive_service.motion import RegionHint
+
+    photo, plaque = plaque_scene()
+    wrong = model.animate(photo, [], "", SMALL)
+    plaque_out = resized(plaque, wrong)
+    assert (moved(wrong)[plaque_out] > 2).mean() > 0.2  # without a hint it drifts with the sky
+    tap = RegionHint("still", ((75 / 360, 40 / 240),))
+    hinted = model.animate(photo, [], "", replace(SMALL, hints=(tap,)))
+    assert (moved(hinted)[plaque_out] > 2).mean() <= 0.01
+    assert (moved(hinted)[resized(sky_scene()[2], hinted) & ~plaque_out] > 2).mean() > 0.3
+    assert hinted.params["hints"].startswith("still:0.2083,0.1667")
+    assert hinted.params["camera_strength"] == 0.0
+
+
+def test_sky_and_water_hints_animate_what_the_finder_missed(model: OnnxMotionModel) -> None:
+    from alive_service.motion import RegionHint
+
+    photo, _, open_water = lake_scene()
+    # The lake, but its water region only through a hint (the finder is told nothing else).
+    water = RegionHint("water", ((0.5, 0.9), (0.15, 0.8)))
+    sky = RegionHint("sky", ((0.5, 0.1),), direction_deg=90.0)  # drift up
+    clip = model.animate(photo, [], "", replace(SMALL, water=1.0, hints=(water, sky)))
+    assert clip.params["water_fraction"] > 0.2 and clip.params["sky_fraction"] > 0.2
+    assert clip.params["p_sky_dy"] < -0.99  # content moves up (image y grows downward)
+    assert (moved(clip)[resized(open_water, clip)] > 2).mean() > 0.5
+
+
+def test_hints_are_part_of_the_options_and_change_nothing_when_absent(
+    model: OnnxMotionModel,
+) -> None:
+    from dataclasses import asdict
+
+    from alive_service.motion import RegionHint
+
+    photo, _, _ = sky_scene()
+    plain = model.animate(photo, [], "", SMALL)
+    assert "hints" not in plain.params
+    hinted = replace(SMALL, hints=(RegionHint("still", ((0.5, 0.5),)),))
+    assert asdict(hinted) != asdict(SMALL)  # so the idempotency fingerprint differs

@@ -4,7 +4,22 @@ Sky drifts, water ripples, faces smile; everything else stays put. See interface
 cycle and docs/MODEL_CARD.md for what it does and where it fails.
 """
 
-from alive_service.motion.interface import Clip, MotionModel, MotionOptions, Renderer, RenderJob
+from alive_service.motion.interface import (
+    Clip,
+    MotionModel,
+    MotionOptions,
+    RegionHint,
+    Renderer,
+    RenderJob,
+)
 from alive_service.motion.model import load_motion_model
 
-__all__ = ["Clip", "MotionModel", "MotionOptions", "RenderJob", "Renderer", "load_motion_model"]
+__all__ = [
+    "Clip",
+    "MotionModel",
+    "MotionOptions",
+    "RegionHint",
+    "RenderJob",
+    "Renderer",
+    "load_motion_model",
+]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -38,6 +38,23 @@ class FaceLike(Protocol):
     def landmarks(self) -> Sequence[tuple[float, float]]: ...  # eyes l/r, nose, mouth l/r
 
 
+HintKindName = Literal["sky", "water", "still"]
+
+
+@dataclass(frozen=True)
+class RegionHint:
+    """Where the user pointed: points (or a stroke) in normalised (x, y) photo coordinates.
+
+    The motion model grows each hint into a region by colour and edges (``hints.py``);
+    "still" always wins over "sky", "water" and what the region finder found.
+    """
+
+    kind: HintKindName
+    points: tuple[tuple[float, float], ...]
+    polyline: bool = False
+    direction_deg: float | None = None  # sky only: 0 right, 90 up (counter-clockwise)
+
+
 @dataclass(frozen=True)
 class MotionOptions:
     duration_s: float = 3.0
@@ -48,6 +65,7 @@ class MotionOptions:
     water: float = 1.0
     face: float = 1.0
     camera: float = 1.0
+    hints: tuple[RegionHint, ...] = ()  # user's region hints, applied in order
 
 
 @dataclass(frozen=True)

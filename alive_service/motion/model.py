@@ -20,6 +20,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from alive_service.motion.hints import apply_hints, describe, sky_direction
 from alive_service.motion.interface import (
     Clip,
     FaceLike,
@@ -155,8 +156,12 @@ class OnnxMotionModel:
         # The masks come from the photo as uploaded, not from the output-size copy: what is sky
         # and what is water must not depend on the requested long side.
         regions = find_regions(rgb, steering.hint_sky, steering.hint_water)
-        if not steering.hint_sky and _backdrop_behind_portrait(regions.sky, faces, w_in, h_in):
+        hinted_sky = any(hint.kind == "sky" for hint in options.hints)
+        if (not steering.hint_sky and not hinted_sky
+                and _backdrop_behind_portrait(regions.sky, faces, w_in, h_in)):
             regions = replace(regions, sky=np.zeros_like(regions.sky))
+        regions = apply_hints(rgb, regions, options.hints)  # the user's word beats our guess
+        keep_still = regions.still is not None and bool(regions.still.any())
         use_sky = sky_s > 0 and regions.sky_fraction >= MIN_REGION
         use_water = water_s > 0 and regions.water_fraction >= MIN_REGION
         face_rows = self._faces(faces, w_in / w) if face_s > 0 else []
@@ -166,7 +171,8 @@ class OnnxMotionModel:
             or regions.water_fraction >= MIN_REGION
             or bool(self._faces(faces, w_in / w))
         )
-        camera_s = 0.0 if found else options.camera
+        # A keep-still hint asks for stillness: a global camera move would move that too.
+        camera_s = 0.0 if found or keep_still else options.camera
 
         hc, wc = -(-h // CELL), -(-w // CELL)
         support = np.zeros((2, hc, wc), np.float32)
@@ -179,6 +185,10 @@ class OnnxMotionModel:
         sky_px = min(SKY_SPEED * duration, SKY_MAX) * long_side * sky_s if use_sky else 0.0
         direction = rng.choice([-1.0, 1.0])
         tilt = rng.uniform(-0.12, 0.12)
+        asked = sky_direction(options.hints)
+        sky_dx, sky_dy = direction * math.cos(tilt), math.sin(tilt)
+        if asked is not None:  # content moves by +(dx, dy) in image axes (y down)
+            sky_dx, sky_dy = math.cos(math.radians(asked)), -math.sin(math.radians(asked))
         water_theta = rng.uniform(-0.35, 0.35)
         water_phase = rng.uniform(0.0, 2.0 * math.pi)
         water_cycles = float(max(1, round(duration * 0.7)))
@@ -186,8 +196,8 @@ class OnnxMotionModel:
         camera_angle = rng.uniform(0.0, 2.0 * math.pi)
         values = {
             "sky_px": sky_px / CELL,
-            "sky_dx": direction * math.cos(tilt),
-            "sky_dy": math.sin(tilt),
+            "sky_dx": sky_dx,
+            "sky_dy": sky_dy,
             "water_px": WATER_AMP * long_side * water_s / CELL if use_water else 0.0,
             "water_horizon": regions.water_top,
             "water_theta": water_theta,
@@ -234,6 +244,7 @@ class OnnxMotionModel:
             support,
             (basis, coef_a, coef_b, mix),
             use_sky,
+            regions.still if keep_still else None,
         )
         frames = np.empty((n_frames, h, w, 3), np.uint8)
         self.renderer.render(job, frames, progress, threads)
@@ -255,6 +266,10 @@ class OnnxMotionModel:
             "faces_animated": len(face_rows),
             "renderer": self.renderer.name,
         }
+        if options.hints:
+            effective["hints"] = describe(options.hints)
+            still_fraction = float(regions.still.mean()) if keep_still else 0.0
+            effective["still_fraction"] = round(still_fraction, 4)
         for name, v in values.items():
             effective[f"p_{name}"] = round(float(v), 5)
         return Clip(frames, options.fps, MODEL_ID, MODEL_VERSION, self.sha256, effective)
@@ -275,7 +290,7 @@ class OnnxMotionModel:
 
     @staticmethod
     def _job(
-        photo, alpha_sky, alpha_water, face_rows, camera, support, motion, use_sky
+        photo, alpha_sky, alpha_water, face_rows, camera, support, motion, use_sky, still=None
     ) -> RenderJob:
         h, w = photo.shape[:2]
         if camera:
@@ -288,6 +303,10 @@ class OnnxMotionModel:
                 np.maximum(alpha, a, out=alpha)
         if face_rows:
             np.maximum(alpha, _face_envelope(face_rows, h, w), out=alpha)
+        if still is not None:
+            # Every output pixel the upsampled keep-still mask touches shows the photo itself.
+            up = cv2.resize(still, (w, h), interpolation=cv2.INTER_LINEAR)
+            alpha[up > 0.0] = 0.0
         if not alpha.any():
             empty = (0, 0, 0, 0)
             return RenderJob(photo, photo, alpha, empty, empty, *motion, False)

@@ -7,7 +7,9 @@ Life of the masks::
       -> Lab colour, gradient texture, structure-tensor orientation
       -> sky: smooth, sky-coloured pixels connected to the top edge, grown by colour similarity
       -> water: wide, smooth-or-horizontally-rippled, cool or sky-reflecting area below the sky;
-         water found below the sky's smooth core is taken out of the grown sky (water wins)
+         water found below the sky's smooth core is taken out of the grown sky (water wins),
+         unless the sky flows into it without a seam (then it is the sky's own lower part)
+      -> a grey (not clearly blue) "sky" that runs down to the bottom edge is a backdrop: no sky
       -> coarse masks (0/1)           = ``Regions``
     Regions + output-size photo
       -> bilinear upsample, guided filter (the photo is the guide) = alpha that hugs outlines
@@ -26,6 +28,9 @@ import numpy as np
 
 ANALYSIS_SIDE = 384
 ANALYSIS_MIN_SHORT = 160
+LINE_CONTRAST = 8.0  # L units a thin stroke stands out of its surroundings
+LINE_MIN_LENGTH = 0.2  # of the long side: shorter strokes are birds, flecks, cloud edges
+SEAM_STEP = 5.0  # Lab distance across a horizon below which sky and "water" are one surface
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Regions:
     water: np.ndarray  # float32 (h, w) 0..1
     water_top: float  # top of the water as a fraction of the image height (1.0: no water)
     water_bottom: float  # its foot (nearest the viewer), same units
+    still: np.ndarray | None = None  # float32 0/1: what the user asked to keep still (hints.py)
 
     @property
     def sky_fraction(self) -> float:
@@ -196,6 +202,73 @@ def detect_water(
     return water
 
 
+def _drop_sky_continuations(lab: np.ndarray, water: np.ndarray, sky: np.ndarray) -> np.ndarray:
+    """Water candidates that the sky flows into without a seam are the sky's own lower part.
+
+    A smooth sky (or a grey backdrop) brightens or fades steadily toward its bottom; below its
+    smooth core that reads as "wide, smooth, horizontal, sky-coloured", i.e. as water. Real
+    water meets the sky at a horizon: a shore, or at least a step in colour. So a candidate
+    whose top edge, where the grown sky lies above it, shows no step over most of its width
+    is given back to the sky.
+    """
+    if not water.any():
+        return water
+    h, w = water.shape
+    smooth = cv2.blur(lab, (5, 5))
+    n, labels = cv2.connectedComponents(water.astype(np.uint8), connectivity=4)
+    out = water.copy()
+    cols = np.arange(w)
+    for i in range(1, n):
+        comp = labels == i
+        has = comp.any(axis=0)
+        top = np.argmax(comp, axis=0)
+        above = np.clip(top - 4, 0, h - 1)
+        below = np.clip(top + 3, 0, h - 1)
+        under_sky = has & (top >= 4) & sky[above, cols]
+        if under_sky.sum() < 0.2 * has.sum():
+            continue  # land separates it from the sky: the usual lake below a shore
+        step = np.linalg.norm(smooth[above, cols] - smooth[below, cols], axis=1)
+        if np.mean(step[under_sky] < SEAM_STEP) > 0.6:
+            out &= ~comp
+    return out
+
+
+def _backdrop(sky: np.ndarray, sky_lab: np.ndarray) -> bool:
+    """A grey "sky" that runs down to the bottom edge is a wall, a clock face or studio paper.
+
+    A real sky ends at a horizon or at things standing in front of it; only a sky seen looking
+    up reaches the bottom of the picture, and that one is blue (a grey one would show no
+    visible motion anyway). Strongly blue skies are left alone.
+    """
+    if sky_lab[2] < -12:
+        return False
+    return float(sky[-max(2, sky.shape[0] // 20) :].mean()) > 0.3
+
+
+def thin_lines(light: np.ndarray) -> np.ndarray:
+    """Long thin structures (cables, masts, rigging, a jetty's boards) in the analysis image.
+
+    Thin bright or dark strokes stand out of a morphological top-hat / black-hat; long ones
+    (longer than LINE_MIN_LENGTH of the long side: not a bird or a cloud fleck) are kept out
+    of the sky and water masks, with a one-pixel margin, so they are not dragged along.
+    """
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    hats = np.maximum(
+        cv2.morphologyEx(light, cv2.MORPH_TOPHAT, k), cv2.morphologyEx(light, cv2.MORPH_BLACKHAT, k)
+    )
+    thin = (hats > LINE_CONTRAST).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    if n <= 1:
+        return np.zeros(light.shape, bool)
+    length = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    box_area = stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT]
+    sparse = stats[:, cv2.CC_STAT_AREA] < 0.35 * box_area  # a stroke, not a blob
+    keep = (length >= LINE_MIN_LENGTH * max(light.shape)) & sparse
+    keep[0] = False
+    lines = keep[labels].astype(np.uint8)
+    return cv2.dilate(lines, np.ones((3, 3), np.uint8)) > 0
+
+
 def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = False) -> Regions:
     small = _analysis_image(rgb)
     lab, texture, horizontal = _features(small)
@@ -207,9 +280,21 @@ def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = Fal
         # sky's smooth core alone, and take what is found out of the grown sky.
         # Without the caption's hint: a caption must not turn sky into water either.
         first = detect_water(lab, texture, horizontal, seeds, sky_lab)
+        first = _drop_sky_continuations(lab, first, sky)
         if first.any():
             sky = _components_touching(sky & ~first, seeds)
     water = detect_water(lab, texture, horizontal, sky, sky_lab, hint_water)
+    if sky_lab is not None:
+        # The same seamless test below the grown sky: what continues it is sky (a sky seen
+        # looking up reaches the bottom edge), not water.
+        kept = _drop_sky_continuations(lab, water, sky)
+        sky |= water & ~kept
+        water = kept
+        if _backdrop(sky, sky_lab) and not hint_sky:
+            sky = np.zeros_like(sky)
+    lines = thin_lines(lab[..., 0])
+    sky &= ~lines
+    water &= ~lines
     rows = np.nonzero(water)[0]
     top = float(np.percentile(rows, 2) / water.shape[0]) if rows.size else 1.0
     bottom = float((np.percentile(rows, 98) + 1) / water.shape[0]) if rows.size else 1.0
