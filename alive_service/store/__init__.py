@@ -5,6 +5,7 @@ from alive_service.store.interface import (
     Conflict,
     DecisionRecord,
     EventRecord,
+    LookupLimits,
     NotFound,
     RateLimited,
     ReportRecord,
@@ -17,7 +18,7 @@ from alive_service.store.migrate import upgrade
 from alive_service.store.sql import SqlStore, new_id
 
 __all__ = [
-    "BankEntry", "Conflict", "DecisionRecord", "EventRecord", "NotFound", "RateLimited",
-    "ReportRecord", "SqlStore", "Store", "StoreUnavailable", "TakenDown",
+    "BankEntry", "Conflict", "DecisionRecord", "EventRecord", "LookupLimits", "NotFound",
+    "RateLimited", "ReportRecord", "SqlStore", "Store", "StoreUnavailable", "TakenDown",
     "VideoRecord", "new_id", "upgrade",
 ]
