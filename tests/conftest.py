@@ -161,8 +161,6 @@ def enrol_moderators(store: object, data_dir: Path, *names: str) -> dict[str, ob
     for name in names:
         key = Ed25519PrivateKey.generate()
         moderation.enrol(store, admin, name, moderators.public_hex(key))  # type: ignore[arg-type]
-        moderators.write_private_key(data_dir / f"moderator-{name}-{uuid.uuid4().hex[:6]}.key",
-                                     key)
         enrolled[name] = moderators.Moderator(name, key)
     return enrolled
 

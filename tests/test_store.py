@@ -88,13 +88,15 @@ def test_a_near_identical_hash_matches_the_takedown_bank(store: SqlStore) -> Non
     assert store.nearest("f0" * 32, 31) is None
 
 
-def test_a_bank_change_applies_to_the_very_next_match(store: SqlStore) -> None:
+def test_a_bank_change_applies_to_the_very_next_match(store: SqlStore, tmp_path: Path) -> None:
     from alive_service import moderation
+    from tests.conftest import enrol_moderators
 
+    mia = enrol_moderators(store, tmp_path, "mia")["mia"]
     photo = "3c" * 32
     assert store.nearest(photo, 31) is None
-    entry = moderation.bank_add(store, "mia", "takedowns", photo)
+    entry = moderation.bank_add(store, mia, "takedowns", photo)
     match = store.nearest(photo, 31)  # the matcher sees the new entry at once...
     assert match is not None and match.entry_id == entry.id
-    moderation.bank_remove(store, "mia", entry.id, note="appeal upheld")
+    moderation.bank_remove(store, mia, entry.id, note="appeal upheld")
     assert store.nearest(photo, 31) is None  # ...and the withdrawal
