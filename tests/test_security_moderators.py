@@ -205,3 +205,44 @@ def test_audit_verify_names_the_row_that_was_changed(
 
 def _admin_key(tmp_path: Path) -> Ed25519PrivateKey:
     return moderators.load_private_key(tmp_path / "auth" / "moderation-admin.key")
+
+
+def test_events_from_before_the_chain_join_it_and_stay_append_only(
+    fresh_db: str, tmp_path: Path,
+) -> None:
+    from alembic import command
+
+    from alive_service.store.migrate import alembic_config
+
+    if fresh_db.startswith("postgresql"):  # the template is already at head: start over
+        engine = sqlalchemy.create_engine(fresh_db)
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sqlalchemy.text("CREATE SCHEMA public"))
+        engine.dispose()
+    else:
+        Path(fresh_db.removeprefix("sqlite:///")).unlink()
+    command.upgrade(alembic_config(fresh_db), "0002")
+    engine = sqlalchemy.create_engine(fresh_db)
+    with engine.begin() as conn:
+        for n in range(3):
+            conn.execute(sqlalchemy.text(
+                "INSERT INTO moderation_events (video_id, actor, action, note, data, created_at)"
+                " VALUES (NULL, 'mia', 'note', :note, '{}', CURRENT_TIMESTAMP)"),
+                {"note": f"before signing {n}"})
+    command.upgrade(alembic_config(fresh_db), "head")
+    store = SqlStore(fresh_db, tmp_path / "blobs")
+    try:
+        admin = Ed25519PrivateKey.generate()
+        result = mod.audit(store, moderators.public_hex(admin))
+        assert result.ok and (result.events, result.legacy) == (3, 3)
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(sqlalchemy.text("UPDATE moderation_events SET note = 'changed'"))
+        # New events chain on from the old ones.
+        mod.enrol(store, moderators.Moderator(moderators.ADMIN_ACTOR, admin), "mia",
+                  moderators.public_hex(Ed25519PrivateKey.generate()))
+        result = mod.audit(store, moderators.public_hex(admin))
+        assert result.ok and result.events == 4
+    finally:
+        store.close()
+        engine.dispose()
