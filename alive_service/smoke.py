@@ -64,6 +64,12 @@ def run(addr: str, token: str) -> list[tuple[str, bool, str]]:
         def report() -> str:
             return client.report(state["id"], pb.SPAM, "smoke test").report_id
 
+        def share() -> str:
+            shared = client.share(state["id"], add=["smoke-friend"])
+            assert shared == ["smoke-friend"], shared
+            assert client.share(state["id"], remove=["smoke-friend"]) == []
+            return "shared and unshared"
+
         def verify() -> str:
             reply = client.verify(client.get_video(state["id"]))
             assert reply.manifest_present and reply.record_found, reply
@@ -79,7 +85,7 @@ def run(addr: str, token: str) -> list[tuple[str, bool, str]]:
             raise AssertionError("an anonymous call was served")
 
         for name, fn in (("health", health), ("animate", animate), ("get", get),
-                         ("report", report), ("verify", verify),
+                         ("report", report), ("share", share), ("verify", verify),
                          ("no token", refused_without_token)):
             step(name, fn)
     return results
