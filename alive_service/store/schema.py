@@ -175,7 +175,8 @@ class IdLookup(Base):
     user: Mapped[str] = mapped_column(String(128))
     missed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    __table_args__ = (Index("ix_id_lookups_user_time", "user", "created_at"),)
+    __table_args__ = (Index("ix_id_lookups_user_time", "user", "created_at"),
+                      Index("ix_id_lookups_created_at", "created_at"))
 
 
 class RevokedToken(Base):

@@ -316,8 +316,12 @@ class SqlStore:
                 # A lookup row lost in a crash costs nothing: do not wait for the WAL flush.
                 session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             lookups = schema.IdLookup
-            session.execute(lookups.__table__.delete().where(
-                lookups.user == user, lookups.created_at <= now - timedelta(hours=1)))
+            expired = lookups.created_at <= now - timedelta(hours=1)
+            session.execute(lookups.__table__.delete().where(lookups.user == user, expired))
+            # A few of everyone else's expired rows too, so users who never come back do not
+            # leave theirs for ever: the table holds about an hour of lookups.
+            session.execute(lookups.__table__.delete().where(lookups.id.in_(
+                select(lookups.id).where(expired).limit(100).scalar_subquery())))
             minute = now - timedelta(minutes=1)
             recent, oldest = session.execute(
                 select(func.count(), func.min(lookups.created_at))

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_id_lookups_user_time", "id_lookups", ["user", "created_at"])
+    op.create_index("ix_id_lookups_created_at", "id_lookups", ["created_at"])
     op.create_table(
         "revoked_tokens",
         sa.Column("jti", sa.String(length=64), nullable=False),
@@ -110,6 +111,7 @@ def downgrade() -> None:
     op.drop_index("ix_moderator_keys_name", table_name="moderator_keys")
     op.drop_table("moderator_keys")
     op.drop_table("revoked_tokens")
+    op.drop_index("ix_id_lookups_created_at", table_name="id_lookups")
     op.drop_index("ix_id_lookups_user_time", table_name="id_lookups")
     op.drop_table("id_lookups")
     op.drop_table("video_shares")
