@@ -89,7 +89,8 @@ class Env:
                           "(or ALIVE_MODERATOR, ALIVE_MODERATOR_KEY)")
                 raise typer.Exit(2)
             key = _guard(lambda: moderators.load_private_key(self._key))  # type: ignore[arg-type]
-            admin = _guard(lambda: moderators.load_admin_public(self.settings.admin_public_key))
+            admin = _guard(lambda: moderators.load_admin_publics(
+                self.settings.admin_public_key))
             self._moderator = _guard(lambda: mod.authenticate(self.open_store(), name, key,
                                                               admin))
         return self._moderator
@@ -554,16 +555,24 @@ def admin_init(
     key_out: Path = typer.Option(None, "--key-out",
                                  help="the admin private key (default: beside the public one; "
                                       "in production keep it offline)"),
+    rotate: bool = typer.Option(False, "--rotate", help="replace the current admin key"),
 ) -> None:
-    """Make the admin key pair; the public half goes where the installation looks for it."""
+    """Make the admin key pair; the public half goes where the installation looks for it.
+    With --rotate, a new admin key becomes the current one and the old public key stays
+    listed below it (still trusted for what it signed)."""
     env = _env(ctx)
     public_path = env.settings.admin_public_key
-    if public_path.exists():
-        err.print(f"[red]refused:[/] {_e(public_path)} exists; not replacing the admin key")
+    earlier = public_path.read_text() if public_path.exists() else ""
+    if earlier and not rotate:
+        err.print(f"[red]refused:[/] {_e(public_path)} exists; not replacing the admin key "
+                  "(--rotate makes a new one and keeps trusting the old)")
         raise typer.Exit(1)
+    if rotate and key_out is None:
+        err.print("[red]error:[/] --rotate needs --key-out for the new private key")
+        raise typer.Exit(2)
     key = _guard(lambda: _new_key(key_out or public_path.with_suffix(".key")))
     public_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    public_path.write_text(moderators.public_hex(key) + "\n")
+    public_path.write_text(moderators.public_hex(key) + "\n" + earlier)
     err.print(f"admin public key -> {_e(public_path)}; private key -> "
               f"{_e(key_out or public_path.with_suffix('.key'))}")
 
@@ -608,8 +617,8 @@ def audit_verify(ctx: typer.Context) -> None:
     """Check every event's hash, link and signature; name each rewritten, deleted or
     inserted row. Exit 1 when anything is wrong."""
     env = _env(ctx)
-    admin = _guard(lambda: moderators.load_admin_public(env.settings.admin_public_key))
-    result = mod.audit(env.open_store(), admin)
+    admins = _guard(lambda: moderators.load_admin_publics(env.settings.admin_public_key))
+    result = mod.audit(env.open_store(), admins)
     for problem in result.problems:
         out.print(f"[red]TAMPERED[/] {_e(problem)}")
     summary = (f"{result.events} event(s), head {result.head}"

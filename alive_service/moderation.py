@@ -476,8 +476,10 @@ def revoke(store: SqlStore, admin: Moderator, name: str) -> list[str]:
         return key_ids
 
 
-def authenticate(store: SqlStore, name: str, key: object, admin_public: str) -> Moderator:
-    """The moderator ``name`` holding ``key`` (an Ed25519 private key), or NotAModerator."""
+def authenticate(store: SqlStore, name: str, key: object, admin_public: str | list[str]
+                 ) -> Moderator:
+    """The moderator ``name`` holding ``key`` (an Ed25519 private key), or NotAModerator.
+    ``admin_public``: the admin key, or the current one and those before it."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     if not isinstance(key, Ed25519PrivateKey):
@@ -485,8 +487,9 @@ def authenticate(store: SqlStore, name: str, key: object, admin_public: str) -> 
     record = store.moderator_key(key_id_of(public_hex(key)))
     if record is None or record.name != name:
         raise NotAModerator(f"this key is not enrolled for moderator {name!r}")
-    if not verify(admin_public, enrolment_message(record.name, record.public_key,
-                                                  record.enrolled_at), record.enrolment_sig):
+    admins = [admin_public] if isinstance(admin_public, str) else admin_public
+    message = enrolment_message(record.name, record.public_key, record.enrolled_at)
+    if not any(verify(admin, message, record.enrolment_sig) for admin in admins):
         raise NotAModerator(f"the enrolment of {name!r} is not signed by the admin key")
     if record.revoked_at is not None:
         raise NotAModerator(f"the key of {name!r} was revoked on {record.revoked_at:%Y-%m-%d}")
@@ -505,10 +508,11 @@ class Audit:
         return not self.problems
 
 
-def audit(store: SqlStore, admin_public: str) -> Audit:
+def audit(store: SqlStore, admin_public: str | list[str]) -> Audit:
     """Walk the event log: every hash, every link, every signature against the keys the
     log itself enrolled (admin-signed enrol/revoke events). Names the row of each problem."""
-    keys: dict[str, tuple[str, str]] = {key_id_of(admin_public): (ADMIN_ACTOR, admin_public)}
+    admins = [admin_public] if isinstance(admin_public, str) else admin_public
+    keys: dict[str, tuple[str, str]] = {key_id_of(a): (ADMIN_ACTOR, a) for a in admins}
     problems: list[str] = []
     prev_hash, prev_id, legacy, signed_seen = GENESIS, 0, 0, False
     events = store.event_log()

@@ -131,8 +131,19 @@ def new_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_admin_public(path: Path) -> str:
+def load_admin_publics(path: Path) -> list[str]:
+    """The admin public keys, one hex key a line: the first is the current admin key (the
+    only one that enrols and revokes); the others are earlier ones after a rotation, still
+    trusted for what they signed (delete a line to stop trusting it)."""
     if not path.exists():
         raise NotAModerator(f"no admin public key at {path}: run `alive-mod admin init` (or "
                             "set ALIVE_MODERATION_ADMIN_KEY)")
-    return check_public(path.read_text())
+    keys = [check_public(line) for line in path.read_text().splitlines() if line.strip()]
+    if not keys:
+        raise NotAModerator(f"{path} holds no admin public key")
+    return keys
+
+
+def load_admin_public(path: Path) -> str:
+    """The current admin public key (the first line)."""
+    return load_admin_publics(path)[0]

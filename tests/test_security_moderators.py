@@ -246,3 +246,27 @@ def test_events_from_before_the_chain_join_it_and_stay_append_only(
     finally:
         store.close()
         engine.dispose()
+
+
+def test_a_rotated_admin_key_keeps_the_history_verifiable(
+    store: SqlStore, fresh_db: str, tmp_path: Path, mods: dict,
+) -> None:
+    _history(store, mods)
+    old_admin = tmp_path / "auth" / "moderation-admin.key"
+    new_admin = tmp_path / "new-admin.key"
+    code, output = alive_mod(tmp_path, fresh_db, "admin", "init", "--rotate", "--key-out",
+                             str(new_admin))
+    assert code == 0, output
+    # Moderators enrolled by the old key still act; the log still verifies.
+    code, output = alive_mod(tmp_path, fresh_db, "queue", login=moderator_env(tmp_path,
+                                                                            mods["mia"]))
+    assert code == 0, output
+    newcomer = Ed25519PrivateKey.generate()
+    code, output = alive_mod(tmp_path, fresh_db, "admin", "enrol", "noor",
+                             moderators.public_hex(newcomer), "--admin-key", str(old_admin))
+    assert code == 2 and "not the admin" in output
+    code, output = alive_mod(tmp_path, fresh_db, "admin", "enrol", "noor",
+                             moderators.public_hex(newcomer), "--admin-key", str(new_admin))
+    assert code == 0, output
+    code, output = alive_mod(tmp_path, fresh_db, "audit", "verify")
+    assert code == 0 and "ok" in output, output
