@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from alive_service.client import AliveClient
@@ -42,10 +43,10 @@ def _client() -> AliveClient:
 
 def _fail(exc: grpc.RpcError) -> None:
     reason, metadata, retry = error_info(exc)
-    err.print(f"[red]{exc.code().name}[/] {exc.details()}")
+    err.print(f"[red]{exc.code().name}[/] {escape(exc.details() or '')}")
     if reason:
         extra = ", ".join(f"{k}={v}" for k, v in metadata.items())
-        err.print(f"  reason: {reason}" + (f" ({extra})" if extra else ""))
+        err.print(f"  reason: {escape(reason)}" + (f" ({escape(extra)})" if extra else ""))
     if retry is not None:
         err.print(f"  retry after {retry:g} s")
     raise typer.Exit(1)
@@ -219,6 +220,25 @@ def report(
 
 
 @app.command()
+def share(
+    video_id: str,
+    users: list[str] = typer.Argument(..., metavar="USER..."),
+    remove: bool = typer.Option(False, "--remove", help="stop sharing with these users"),
+) -> None:
+    """Share your video with other users (only they and you can see it), or stop sharing."""
+    with _client() as client:
+        try:
+            shared = (client.share(video_id, remove=users) if remove
+                      else client.share(video_id, add=users))
+        except grpc.RpcError as exc:
+            _fail(exc)
+            return
+    err.print(f"{video_id} is shared with {len(shared)} user(s)")
+    for user in shared:
+        print(user)
+
+
+@app.command()
 def verify(
     file: Path = typer.Argument(..., exists=True, dir_okay=False),
     remote: bool = typer.Option(False, help="ask the server (finds the record too)"),
@@ -272,15 +292,59 @@ def _trust_anchors() -> bytes | None:
 
 
 @app.command()
-def token(user: str, ttl_hours: float = typer.Option(24.0)) -> None:
+def token(user: str, ttl_hours: float = typer.Option(24.0, help="at most 30 days (720 h)"),
+          ) -> None:
     """Mint a token for USER with the server's secret (local data directory only)."""
     from alive_service.auth import load_or_create_secret, mint_token
+    from alive_service.config import Settings
 
     data_dir = Path(os.environ.get("ALIVE_DATA_DIR", "var"))
     if not (data_dir / "auth" / "secret").exists():
-        err.print(f"[red]no secret in {data_dir}/auth[/]: start the server once first")
+        err.print(f"[red]no secret in {escape(str(data_dir))}/auth[/]: start the server once "
+                  "first")
         raise typer.Exit(2)
-    print(mint_token(load_or_create_secret(data_dir), user, int(ttl_hours * 3600)))
+    try:
+        print(mint_token(load_or_create_secret(data_dir), user, int(ttl_hours * 3600),
+                         max_ttl_s=Settings.from_env().max_token_lifetime_s))
+    except ValueError as exc:
+        err.print(f"[red]refused:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+@app.command("revoke-token")
+def revoke_token(
+    token_or_id: str = typer.Argument(..., metavar="TOKEN_OR_JTI"),
+    reason: str = typer.Option("", help="recorded with the revocation"),
+) -> None:
+    """Refuse a token from now on, on every replica (needs the service's database)."""
+    import jwt
+
+    from alive_service.config import Settings
+    from alive_service.store import SqlStore, upgrade
+
+    jti, user, expires = token_or_id.strip(), None, None
+    if jti.count(".") == 2:  # a whole token: its id, user and expiry, signature not needed
+        try:
+            claims = jwt.decode(jti, options={"verify_signature": False})
+        except jwt.InvalidTokenError as exc:
+            err.print(f"[red]not a token:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        jti, user = str(claims.get("jti", "")), claims.get("sub")
+        if "exp" in claims:
+            from datetime import UTC, datetime
+
+            expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    if not jti:
+        err.print("[red]this token has no id (jti)[/]: it is refused anyway")
+        raise typer.Exit(2)
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    store = SqlStore(settings.database_url, settings.blob_dir)
+    try:
+        fresh = store.revoke_token(jti, user, reason, expires)
+    finally:
+        store.close()
+    err.print(("revoked " if fresh else "already revoked ") + escape(jti))
 
 
 if __name__ == "__main__":

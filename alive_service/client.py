@@ -158,6 +158,16 @@ class AliveClient:
             metadata=self.metadata, timeout=30,
         )
 
+    def share(self, video_id: str, add: list[str] | tuple[str, ...] = (),
+              remove: list[str] | tuple[str, ...] = ()) -> list[str]:
+        """Share a video with users (or stop); everyone it is shared with afterwards."""
+        reply = self.stub.ShareVideo(
+            pb.ShareVideoRequest(video_id=video_id, add_users=list(add),
+                                 remove_users=list(remove)),
+            metadata=self.metadata, timeout=30,
+        )
+        return list(reply.shared_with)
+
     def verify(self, mp4: bytes) -> pb.VerifyVideoResponse:
         return self.stub.VerifyVideo(pb.VerifyVideoRequest(video=mp4), metadata=self.metadata,
                                      timeout=60)

@@ -35,6 +35,13 @@ class Settings:
     request_threads: int = 1
     # Per user, counted in the database so every replica enforces the same limit.
     user_requests_per_minute: int = 20
+    # Video-id lookups (GetVideo, ReportVideo, ShareVideo) per user: all of them a minute, and
+    # misses (unknown ids, or videos not shared with the user) an hour, against enumeration.
+    user_lookups_per_minute: int = 120
+    user_lookup_misses_per_hour: int = 30
+    max_shares_per_video: int = 1000
+    # Bearer tokens living longer than this are refused (alive_service/auth.py).
+    max_token_lifetime_s: int = 30 * 24 * 3600
     # Repeat offenders: this many upheld takedowns and a user may no longer generate.
     strike_limit: int = 3
     # Provenance: empty paths mean "create a dev CA under data_dir/keys".
@@ -43,6 +50,9 @@ class Settings:
     tsa_url: str = ""
     trust_anchors: str = ""  # PEM file; empty: the dev root
     policy_file: str = ""  # empty: the policy shipped with the safety package
+    # The admin's Ed25519 public key (hex) that moderator enrolments must be signed with;
+    # empty: <data_dir>/auth/moderation-admin.pub (see alive_service/moderators.py).
+    moderation_admin_key: str = ""
     log_level: str = "INFO"
     # Connection limits (guard.py): no one client may hold the server's threads.
     recv_timeout_s: float = 30.0  # a request's body must arrive within this
@@ -69,6 +79,11 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def admin_public_key(self) -> Path:
+        return Path(self.moderation_admin_key) if self.moderation_admin_key else (
+            self.data_dir / "auth" / "moderation-admin.pub")
 
     @property
     def keys_dir(self) -> Path:

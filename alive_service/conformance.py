@@ -6,8 +6,9 @@ Every check is what a client team relies on (health, animate, get, resume, verif
 refusals, list, delete, another user's view); the result is a pass/fail table and the exit
 code. It makes two videos as the token's user (one it deletes at the end), files one report
 (on that user's own video, details say it is a conformance check) and is refused once by
-the safety policy. The checks hold whether videos are private to their owner or not; with
-``--expect-private`` a second user must not be able to fetch the first user's video.
+the safety policy. Videos are private to their owner: a second user must not see the first
+user's video until it is shared with them by name (``--no-expect-private`` relaxes that for a
+deployment that predates sharing).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Session:
     owner: AliveClient
     stranger: AliveClient | None
     photo: bytes
-    expect_private: bool = False
+    expect_private: bool = True
     made: dict[str, object] = field(default_factory=dict)
 
     def video(self) -> tuple[pb.VideoInfo, bytes]:
@@ -203,7 +204,7 @@ def check_list(s: Session) -> str:
 
 
 def check_stranger(s: Session) -> str:
-    info, _ = s.video()
+    info, mp4 = s.video()
     if s.stranger is None:
         raise Skip("needs --token2 (a second user)")
     listed = [v.video_id for v in s.stranger.all_videos()]
@@ -215,11 +216,26 @@ def check_stranger(s: Session) -> str:
         s.stranger.get_video(info.video_id)
         if s.expect_private:
             raise AssertionError("another user fetched my video (expected private)")
-        detail += "; can fetch it (not private by default)"
+        return detail + "; can fetch it (not private by default)"
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.NOT_FOUND, exc.code()
         detail += ", nor fetch it"
-    return detail
+    # Shared by name, the other user sees it; unshared, it is gone again.
+    stranger = _user_of(s.stranger)
+    assert stranger in s.owner.share(info.video_id, add=[stranger])
+    assert s.stranger.get_video(info.video_id) == mp4, "a shared video streams other bytes"
+    assert stranger not in s.owner.share(info.video_id, remove=[stranger])
+    refused(lambda: s.stranger.get_video(info.video_id),  # type: ignore[union-attr]
+            grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND")
+    return detail + "; sees it only while it is shared with them"
+
+
+def _user_of(client: AliveClient) -> str:
+    """The user a client's token names (read, not verified: the server verifies)."""
+    import jwt
+
+    token = dict(client.metadata)["authorization"].split()[-1]
+    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
 
 
 def check_delete(s: Session) -> str:
@@ -248,7 +264,7 @@ CHECKS: list[tuple[str, Callable[[Session], str]]] = [
 
 
 def run(addr: str, token: str, token2: str | None = None, photo: bytes | None = None,
-        expect_private: bool = False) -> list[CheckResult]:
+        expect_private: bool = True) -> list[CheckResult]:
     results = []
     with AliveClient(addr, token=token) as owner:
         stranger = AliveClient(addr, token=token2) if token2 else None
@@ -298,7 +314,8 @@ def main(
                                help="a second user's token (checks what others can see)"),
     photo: Path = typer.Option(None, exists=True, dir_okay=False,
                                help="the photo to animate (default: a sample landscape)"),
-    expect_private: bool = typer.Option(False, help="another user must not fetch my video"),
+    expect_private: bool = typer.Option(
+        True, help="another user must not fetch my video until it is shared with them"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run the API's behaviour checks against a running Alive deployment."""

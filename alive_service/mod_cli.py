@@ -1,8 +1,10 @@
 """`alive-mod`: the moderator's console. Works on the database directly, through the store.
 
 Honours ALIVE_DATA_DIR (default ./var) and ALIVE_DB_URL (default SQLite in the data dir),
-migrates the database before use, and records every action under ``--moderator`` (or
-ALIVE_MODERATOR).
+migrates the database before use. Every command but ``keygen``, ``admin`` and ``audit``
+needs a moderator's credentials: ``--moderator NAME --key KEYFILE`` (or ALIVE_MODERATOR,
+ALIVE_MODERATOR_KEY), a key the admin enrolled under that name; every event it writes is
+signed with that key (see alive_service/moderators.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -17,10 +20,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from alive_service import moderation as mod
+from alive_service import moderators
 from alive_service.config import Settings
+from alive_service.moderators import Moderator, NotAModerator
 from alive_service.store import Conflict, NotFound, SqlStore, StoreUnavailable, upgrade
 from alive_service.store.interface import VideoRecord
 
@@ -33,32 +39,71 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Review reported videos, decide them, and keep the hash banks.")
 bank_app = typer.Typer(no_args_is_help=True, help="Hash banks of PDQ hashes refused at upload.")
 app.add_typer(bank_app, name="bank")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+admin_app = typer.Typer(no_args_is_help=True,
+                        help="Enrol and revoke moderators (needs the admin's private key).")
+app.add_typer(admin_app, name="admin")
+audit_app = typer.Typer(no_args_is_help=True, help="Check the moderation log.")
+app.add_typer(audit_app, name="audit")
+# No emoji codes: ":x:" in a report's details is text, not a picture.
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False)
+_SHOWN_FORMAT = {"\u200c", "\u200d"}  # ZWNJ and ZWJ: ordinary parts of words and emoji
+
+
+def _e(value: object) -> str:
+    """Anything a user, reporter or moderator typed, safe to put into Rich markup: markup
+    and emoji codes escaped, control and invisible format characters (bidi overrides, tag
+    characters, escape sequences) shown as \\uXXXX instead of acting on the terminal."""
+    text = "".join(
+        c if c in "\n\t" or c in _SHOWN_FORMAT
+        or unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+        else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+        for c in str(value)
+    )
+    return escape(text)
+
+
+def _row(table: Table, *cells: object) -> None:
+    """A table row of data: every cell escaped (a str cell would be read as markup)."""
+    table.add_row(*(_e(cell) for cell in cells))
 
 
 class Env:
     """What every command needs; the store opens (and migrates) on first use, so that
     ``--help`` works without a database."""
 
-    def __init__(self, moderator: str | None) -> None:
-        self._moderator = moderator
+    def __init__(self, moderator: str | None, key: Path | None = None) -> None:
+        self._name = moderator
+        self._key = key
+        self._moderator: Moderator | None = None
         self._store: SqlStore | None = None
         self.settings = Settings.from_env()
 
     @property
-    def moderator(self) -> str:
-        name = (self._moderator or "").strip()
-        if not name:
-            err.print("[red]error:[/] say who you are: --moderator NAME or ALIVE_MODERATOR")
-            raise typer.Exit(2)
-        return name
+    def moderator(self) -> Moderator:
+        """The enrolled moderator whose key was given; anyone else stops here."""
+        if self._moderator is None:
+            name = (self._name or "").strip()
+            if not name or self._key is None:
+                err.print("[red]error:[/] say who you are: --moderator NAME --key KEYFILE "
+                          "(or ALIVE_MODERATOR, ALIVE_MODERATOR_KEY)")
+                raise typer.Exit(2)
+            key = _guard(lambda: moderators.load_private_key(self._key))  # type: ignore[arg-type]
+            admin = _guard(lambda: moderators.load_admin_publics(
+                self.settings.admin_public_key))
+            self._moderator = _guard(lambda: mod.authenticate(self.open_store(), name, key,
+                                                              admin))
+        return self._moderator
 
     @property
     def store(self) -> SqlStore:
+        """The store, for a moderator (authenticated first)."""
+        _ = self.moderator
+        return self.open_store()
+
+    def open_store(self) -> SqlStore:
         if self._store is None:
-            _ = self.moderator
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             url = self.settings.database_url
             _guard(lambda: upgrade(url))
             self._store = SqlStore(url, self.settings.blob_dir)
@@ -79,11 +124,14 @@ def _guard(fn: Callable[[], T]) -> T:
     """Run one action; a refusal is a red line and exit code 1, not a traceback."""
     try:
         return fn()
+    except NotAModerator as exc:
+        err.print(f"[red]not a moderator:[/] {_e(exc)}")
+        raise typer.Exit(2) from None
     except (Conflict, NotFound, ValueError) as exc:
-        err.print(f"[red]refused:[/] {exc}")
+        err.print(f"[red]refused:[/] {_e(exc)}")
         raise typer.Exit(1) from None
     except StoreUnavailable as exc:
-        err.print(f"[red]unavailable:[/] {exc}")
+        err.print(f"[red]unavailable:[/] {_e(exc)}")
         raise typer.Exit(3) from None
 
 
@@ -118,8 +166,10 @@ def main(
     ctx: typer.Context,
     moderator: str = typer.Option(None, "--moderator", "-m", envvar="ALIVE_MODERATOR",
                                   help="who is acting (required; recorded on every event)"),
+    key: Path | None = typer.Option(None, "--key", envvar="ALIVE_MODERATOR_KEY",
+                                    help="the moderator's private key file (required)"),
 ) -> None:
-    ctx.obj = Env(moderator)
+    ctx.obj = Env(moderator, key)
 
 
 # -- the queue -------------------------------------------------------------------------------
@@ -147,8 +197,8 @@ def queue(
     for item in items:
         reasons = ", ".join(f"{r}x{n}" if n > 1 else r for r, n in item.reasons.items())
         state = f"claimed by {item.claimed_by}" if item.claimed_by else item.status
-        table.add_row(f"{item.priority:.0f}", item.video_id, item.owner, state,
-                      str(item.reporters), reasons, _when(item.oldest_report))
+        _row(table, f"{item.priority:.0f}", item.video_id, item.owner, state,
+             str(item.reporters), reasons, _when(item.oldest_report))
     out.print(table)
 
 
@@ -208,58 +258,58 @@ def show(
         })
         return
 
-    out.rule(f"video {video.id}")
+    out.rule(f"video {_e(video.id)}")
     status = video.status + (f" ({video.status_reason})" if video.status_reason else "")
-    out.print(f"[b]status[/]   {status}" + (f"   claimed by {case.claimed_by}"
-                                              if case.claimed_by else ""))
+    out.print(f"[b]status[/]   {_e(status)}" + (f"   claimed by {_e(case.claimed_by)}"
+                                                 if case.claimed_by else ""))
     if video.deleted_at is not None:
         kept = "media erased" if video.erased_at else "media held as evidence"
         out.print(f"[b]deleted[/]  by its owner {_when(video.deleted_at)}; {kept}")
-    out.print(f"[b]owner[/]    {video.owner}   active strikes: {len(case.owner_strikes)}")
+    out.print(f"[b]owner[/]    {_e(video.owner)}   active strikes: {len(case.owner_strikes)}")
     out.print(f"[b]created[/]  {_when(video.created_at)}   {video.width}x{video.height} "
               f"{video.duration_s:.1f}s @{video.fps}fps, {video.size_bytes} bytes, "
               f"{video.faces} face(s)")
-    out.print(f"[b]caption[/]  {video.caption!r}")
-    out.print(f"[b]model[/]    {video.model_id} {video.model_version}")
-    out.print(f"[b]photo[/]    sha256 {video.photo_sha256[:16]}..  pdq {video.pdq_hex}")
-    out.print(f"[b]C2PA[/]     {video.manifest_id}  recorded {video.c2pa_state}, "
-              f"signer {video.signer or '-'}")
+    out.print(f"[b]caption[/]  {_e(repr(video.caption))}")
+    out.print(f"[b]model[/]    {_e(video.model_id)} {_e(video.model_version)}")
+    out.print(f"[b]photo[/]    sha256 {_e(video.photo_sha256[:16])}..  pdq {_e(video.pdq_hex)}")
+    out.print(f"[b]C2PA[/]     {_e(video.manifest_id)}  recorded {_e(video.c2pa_state)}, "
+              f"signer {_e(video.signer or '-')}")
     if live is not None:
         if "error" in live:
-            out.print(f"           now: [yellow]{live['error']}[/]")
+            out.print(f"           now: [yellow]{_e(live['error'])}[/]")
         else:
             colour = {"Trusted": "green", "Valid": "yellow"}.get(live["state"], "red")
-            out.print(f"           now: [{colour}]{live['state']}[/]"
-                      + (f"  failures: {'; '.join(live['failures'])}" if live["failures"] else ""))
+            out.print(f"           now: [{colour}]{_e(live['state'])}[/]"
+                      + (f"  failures: {_e('; '.join(live['failures']))}"
+                         if live["failures"] else ""))
 
     safety = _table("safety at generation", "stage", "verdict", "check", "top scores", "review")
     for stage in ("caption", "image", "output"):
         decision = video.safety.get(stage) or {}
         for check in decision.get("checks", []):
-            safety.add_row(stage, check.get("verdict", ""), check.get("check", ""),
-                           _top_scores(check), ", ".join(check.get("review", [])))
+            _row(safety, stage, check.get("verdict", ""), check.get("check", ""),
+                 _top_scores(check), ", ".join(check.get("review", [])))
     out.print(safety)
 
     reports = _table(f"{len(case.reports)} report(s)", "report", "reporter", "reason", "status",
                      "filed", "details")
     for r in case.reports:
         state = r.status + (f": {r.resolution} by {r.resolved_by}" if r.resolution else "")
-        reports.add_row(r.id, r.reporter, r.reason, state, _when(r.created_at), r.details)
+        _row(reports, r.id, r.reporter, r.reason, state, _when(r.created_at), r.details)
     out.print(reports)
     if case.bank_entries:
         for entry in case.bank_entries:
-            out.print(f"bank {entry.bank}: {entry.id} "
-                      + ("active" if entry.active else f"withdrawn by {entry.removed_by}"))
+            out.print(_e(f"bank {entry.bank}: {entry.id} "
+                         + ("active" if entry.active else f"withdrawn by {entry.removed_by}")))
     _events_table(case.events, title="history")
     if preview is not None:
-        out.print(f"contact sheet: {preview}")
+        out.print(f"contact sheet: {_e(preview)}")
 
 
 def _events_table(events: list, title: str) -> None:
     table = _table(title, "#", "when", "who", "action", "video", "note")
     for e in events:
-        table.add_row(str(e.id), _when(e.created_at), e.actor, e.action, e.video_id or "-",
-                      e.note)
+        _row(table, str(e.id), _when(e.created_at), e.actor, e.action, e.video_id or "-", e.note)
     out.print(table)
 
 
@@ -274,7 +324,7 @@ def claim(
     env = _env(ctx)
     video_id = _guard(lambda: mod.video_id_for(env.store, ident))
     event = _guard(lambda: mod.claim(env.store, env.moderator, video_id, force=force))
-    out.print(f"claimed {video_id} until {event.data['expires_at'][:19]}")
+    out.print(f"claimed {_e(video_id)} until {_e(event.data['expires_at'][:19])}")
 
 
 @app.command()
@@ -287,7 +337,7 @@ def release(
     env = _env(ctx)
     video_id = _guard(lambda: mod.video_id_for(env.store, ident))
     _guard(lambda: mod.release(env.store, env.moderator, video_id, force=force))
-    out.print(f"released {video_id}")
+    out.print(f"released {_e(video_id)}")
 
 
 @app.command()
@@ -305,10 +355,10 @@ def resolve(
                                        force=force))
     count = len(event.data.get("reports", []))
     if action == "takedown":
-        out.print(f"took down {video_id}: {count} report(s) resolved, photo hash added to bank "
-                  f"'{mod.TAKEDOWN_BANK}', strike recorded for {event.data.get('owner')}")
+        out.print(f"took down {_e(video_id)}: {count} report(s) resolved, photo hash added to "
+                  f"bank '{mod.TAKEDOWN_BANK}', strike recorded for {_e(event.data.get('owner'))}")
     else:
-        out.print(f"{action} {video_id}: {count} report(s)")
+        out.print(f"{_e(action)} {_e(video_id)}: {count} report(s)")
 
 
 @app.command()
@@ -321,7 +371,7 @@ def restore(
     env = _env(ctx)
     video_id = _guard(lambda: mod.video_id_for(env.store, ident))
     event = _guard(lambda: mod.restore(env.store, env.moderator, video_id, note))
-    out.print(f"restored {video_id}: withdrew {len(event.data['bank_entries'])} bank entr(ies) "
+    out.print(f"restored {_e(video_id)}: withdrew {len(event.data['bank_entries'])} bank entr(ies) "
               f"and {len(event.data['strikes'])} strike(s)")
 
 
@@ -335,7 +385,7 @@ def note(
     env = _env(ctx)
     video_id = _guard(lambda: mod.video_id_for(env.store, ident))
     event = _guard(lambda: mod.add_note(env.store, env.moderator, video_id, text))
-    out.print(f"noted on {video_id} (event {event.id})")
+    out.print(f"noted on {_e(video_id)} (event {event.id})")
 
 
 @app.command()
@@ -372,11 +422,11 @@ def stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
               + f"; videos taken down {result.videos_taken_down}")
     table = _table("by reason", "reason", "open", "resolved")
     for reason, counts in result.by_reason.items():
-        table.add_row(reason, str(counts["open"]), str(counts["resolved"]))
+        _row(table, reason, str(counts["open"]), str(counts["resolved"]))
     out.print(table)
     if result.by_resolution:
-        out.print("resolutions: " + ", ".join(f"{k} {v}" for k, v in
-                                               result.by_resolution.items()))
+        out.print("resolutions: " + _e(", ".join(f"{k} {v}" for k, v in
+                                                  result.by_resolution.items())))
 
 
 @app.command()
@@ -387,9 +437,9 @@ def strikes(
     """A user's strikes (repeat-offender policy)."""
     env = _env(ctx)
     rows = env.store.strikes_for(user, active_only=not include_withdrawn)
-    out.print(f"{user}: {sum(s.active for s in rows)} active strike(s)")
+    out.print(f"{_e(user)}: {sum(s.active for s in rows)} active strike(s)")
     for s in rows:
-        out.print(f"  {_when(s.created_at)}  video {s.video_id}  "
+        out.print(f"  {_when(s.created_at)}  video {_e(s.video_id)}  "
                   + ("active" if s.active else f"withdrawn {_when(s.withdrawn_at)}"))
 
 
@@ -410,8 +460,8 @@ def bank_list(
     table = _table(f"{len(entries)} entr(ies)", "entry", "bank", "pdq", "active", "added", "by",
                    "note")
     for e in entries:
-        table.add_row(e.id, e.bank, e.pdq_hex[:16] + "..", "yes" if e.active else "no",
-                      _when(e.created_at), e.added_by or "-", e.note or e.source)
+        _row(table, e.id, e.bank, e.pdq_hex[:16] + "..", "yes" if e.active else "no",
+             _when(e.created_at), e.added_by or "-", e.note or e.source)
     out.print(table)
 
 
@@ -443,7 +493,7 @@ def bank_add(
     value = pdq_hex if pdq_hex is not None else _guard(lambda: photo_pdq(image))  # type: ignore[arg-type]
     source = f"image {image.name}" if image is not None else "manual"
     entry = _guard(lambda: mod.bank_add(env.store, env.moderator, bank, value, note, source))
-    out.print(f"added {entry.id} ({entry.pdq_hex}) to {bank}")
+    out.print(f"added {_e(entry.id)} ({_e(entry.pdq_hex)}) to {_e(bank)}")
 
 
 @bank_app.command("remove")
@@ -455,7 +505,7 @@ def bank_remove(
     """Withdraw an entry (kept, marked inactive)."""
     env = _env(ctx)
     entry = _guard(lambda: mod.bank_remove(env.store, env.moderator, entry_id, note))
-    out.print(f"removed {entry.id} from {entry.bank}")
+    out.print(f"removed {_e(entry.id)} from {_e(entry.bank)}")
 
 
 @bank_app.command("import")
@@ -470,8 +520,117 @@ def bank_import(
     text = file.read_text(encoding="utf-8", errors="replace")
     result = _guard(lambda: mod.bank_import(env.store, env.moderator, bank, text,
                                             source=file.name))
-    out.print(f"imported {result.added} hash(es) into {bank}; "
+    out.print(f"imported {result.added} hash(es) into {_e(bank)}; "
               f"{result.duplicates} already there")
+
+
+# -- credentials -----------------------------------------------------------------------------
+@app.command()
+def keygen(out_path: Path = typer.Option(..., "--out", help="where to write the private key"),
+           ) -> None:
+    """Make a moderator key pair: the private key file (0600) stays with you; give the
+    printed public key to the admin to enrol."""
+    key = _guard(lambda: _new_key(out_path))
+    err.print(f"private key -> {_e(out_path)} (keep it to yourself); public key:")
+    print(moderators.public_hex(key))
+
+
+def _new_key(path: Path) -> Any:
+    try:
+        return moderators.new_key(path)
+    except FileExistsError:
+        raise ValueError(f"{path} exists; not overwriting a key") from None
+
+
+def _admin(env: Env, key_path: Path) -> Moderator:
+    key = _guard(lambda: moderators.load_private_key(key_path))
+    pinned = _guard(lambda: moderators.load_admin_public(env.settings.admin_public_key))
+    if moderators.public_hex(key) != pinned:
+        err.print(f"[red]not the admin:[/] this key is not the admin key in "
+                  f"{_e(env.settings.admin_public_key)}")
+        raise typer.Exit(2)
+    return Moderator(moderators.ADMIN_ACTOR, key)
+
+
+@admin_app.command("init")
+def admin_init(
+    ctx: typer.Context,
+    key_out: Path = typer.Option(None, "--key-out",
+                                 help="the admin private key (default: beside the public one; "
+                                      "in production keep it offline)"),
+    rotate: bool = typer.Option(False, "--rotate", help="replace the current admin key"),
+) -> None:
+    """Make the admin key pair; the public half goes where the installation looks for it.
+    With --rotate, a new admin key becomes the current one and the old public key stays
+    listed below it (still trusted for what it signed)."""
+    env = _env(ctx)
+    public_path = env.settings.admin_public_key
+    earlier = public_path.read_text() if public_path.exists() else ""
+    if earlier and not rotate:
+        err.print(f"[red]refused:[/] {_e(public_path)} exists; not replacing the admin key "
+                  "(--rotate makes a new one and keeps trusting the old)")
+        raise typer.Exit(1)
+    if rotate and key_out is None:
+        err.print("[red]error:[/] --rotate needs --key-out for the new private key")
+        raise typer.Exit(2)
+    key = _guard(lambda: _new_key(key_out or public_path.with_suffix(".key")))
+    public_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    public_path.write_text(moderators.public_hex(key) + "\n" + earlier)
+    err.print(f"admin public key -> {_e(public_path)}; private key -> "
+              f"{_e(key_out or public_path.with_suffix('.key'))}")
+
+
+@admin_app.command("enrol")
+def admin_enrol(
+    ctx: typer.Context, name: str, public_key: str,
+    admin_key: Path = typer.Option(..., "--admin-key", envvar="ALIVE_ADMIN_KEY"),
+) -> None:
+    """Enrol a moderator: NAME (her user name) and the public key `keygen` printed."""
+    env = _env(ctx)
+    admin = _admin(env, admin_key)
+    record = _guard(lambda: mod.enrol(env.open_store(), admin, name, public_key))
+    out.print(f"enrolled {_e(record.name)} (key {_e(record.key_id)})")
+
+
+@admin_app.command("revoke")
+def admin_revoke(
+    ctx: typer.Context, name: str,
+    admin_key: Path = typer.Option(..., "--admin-key", envvar="ALIVE_ADMIN_KEY"),
+) -> None:
+    """Revoke every key of a moderator; her credentials are refused from now on."""
+    env = _env(ctx)
+    admin = _admin(env, admin_key)
+    key_ids = _guard(lambda: mod.revoke(env.open_store(), admin, name))
+    out.print(f"revoked {len(key_ids)} key(s) of {_e(name)}")
+
+
+@admin_app.command("list")
+def admin_list(ctx: typer.Context) -> None:
+    """Enrolled moderator keys."""
+    env = _env(ctx)
+    table = _table("moderator keys", "name", "key", "enrolled", "revoked")
+    for record in env.open_store().moderator_keys():
+        _row(table, record.name, record.key_id, _when(record.enrolled_at),
+             _when(record.revoked_at))
+    out.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check every event's hash, link and signature; name each rewritten, deleted or
+    inserted row. Exit 1 when anything is wrong."""
+    env = _env(ctx)
+    admins = _guard(lambda: moderators.load_admin_publics(env.settings.admin_public_key))
+    result = mod.audit(env.open_store(), admins)
+    for problem in result.problems:
+        out.print(f"[red]TAMPERED[/] {_e(problem)}")
+    summary = (f"{result.events} event(s), head {result.head}"
+               + (f", {result.legacy} from before signing" if result.legacy else ""))
+    if result.ok:
+        out.print(f"[green]ok[/] {summary}")
+        return
+    out.print(f"{len(result.problems)} problem(s); {summary}")
+    raise typer.Exit(1)
 
 
 # -- the contact sheet -----------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The moderator's actions, as plain functions over the store (``alive-mod`` is their CLI).
 
 Each action is one transaction (``SqlStore.moderation``): it locks the video, checks the
-claim, changes what it changes and appends one event, or does nothing at all. A takedown
+claim and conflicts of interest (nobody decides a video they own or reported), changes what
+it changes and appends one event signed by the moderator's key, or does nothing at all.
+The events form a hash chain that ``audit`` verifies. A takedown
 is the whole loop at once: the video stops being served, the source photo's PDQ hash enters
 the "takedowns" bank (the safety stage then refuses the same or a near-identical photo),
 the owner gets a strike, and every unresolved report on the video is resolved.
@@ -15,8 +17,31 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+from alive_service.moderators import (
+    ADMIN_ACTOR,
+    Moderator,
+    NotAModerator,
+    check_name,
+    check_public,
+    enrolment_message,
+    key_id_of,
+    public_hex,
+    verify,
+)
 from alive_service.store import BankEntry, Conflict, EventRecord, NotFound, ReportRecord
-from alive_service.store.interface import StrikeRecord, VideoRecord
+from alive_service.store.chain import (
+    GENESIS,
+    LEGACY_KEY,
+    SERVICE_ACTIONS,
+    SERVICE_KEY,
+    event_hash,
+)
+from alive_service.store.interface import (
+    ModerationTx,
+    ModeratorKeyRecord,
+    StrikeRecord,
+    VideoRecord,
+)
 from alive_service.store.schema import utcnow
 from alive_service.store.sql import SqlStore
 
@@ -157,6 +182,16 @@ def _need_note(action: str, note: str) -> str:
     return note
 
 
+def _no_conflict(tx: ModerationTx, moderator: Moderator, video: VideoRecord) -> None:
+    """Nobody decides a video they own or reported (moderator names are user names)."""
+    if video.owner == moderator.name:
+        raise Conflict(f"{moderator.name} owns video {video.id}: another moderator must "
+                       "decide it")
+    if moderator.name in tx.reporters(video.id):
+        raise Conflict(f"{moderator.name} reported video {video.id}: another moderator must "
+                       "decide it")
+
+
 def _check_claim(video: VideoRecord, moderator: str, now: datetime, force: bool) -> None:
     holder = _active_claim(video, now)
     if holder and holder != moderator and not force:
@@ -167,37 +202,39 @@ def _check_claim(video: VideoRecord, moderator: str, now: datetime, force: bool)
         )
 
 
-def claim(store: SqlStore, moderator: str, video_id: str, force: bool = False,
+def claim(store: SqlStore, moderator: Moderator, video_id: str, force: bool = False,
           now: datetime | None = None) -> EventRecord:
     """Take a video's reports to work on; Conflict while another moderator holds them."""
-    with store.moderation(now) as tx:
+    name = moderator.name
+    with store.moderation(now, signer=moderator) as tx:
         video = tx.lock_video(video_id)
-        _check_claim(video, moderator, tx.now, force)
+        _no_conflict(tx, moderator, video)
+        _check_claim(video, name, tx.now, force)
         if not tx.unresolved_reports(video_id):
             raise Conflict(f"video {video_id} has no unresolved reports to claim")
         previous = _active_claim(video, tx.now)
-        tx.set_claim(video_id, moderator)
+        tx.set_claim(video_id, name)
         return tx.add_event(
-            moderator, "claim", video_id=video_id,
+            name, "claim", video_id=video_id,
             data={"expires_at": (tx.now + CLAIM_TTL).isoformat(),
-                  "taken_from": previous if previous != moderator else None},
+                  "taken_from": previous if previous != name else None},
         )
 
 
-def release(store: SqlStore, moderator: str, video_id: str, force: bool = False,
+def release(store: SqlStore, moderator: Moderator, video_id: str, force: bool = False,
             now: datetime | None = None) -> EventRecord:
     """Give a claim back without deciding."""
-    with store.moderation(now) as tx:
+    with store.moderation(now, signer=moderator) as tx:
         video = tx.lock_video(video_id)
         if _active_claim(video, tx.now) is None:
             raise Conflict(f"video {video_id} is not claimed")
-        _check_claim(video, moderator, tx.now, force)
+        _check_claim(video, moderator.name, tx.now, force)
         tx.set_claim(video_id, None)
-        return tx.add_event(moderator, "release", video_id=video_id)
+        return tx.add_event(moderator.name, "release", video_id=video_id)
 
 
 def resolve(
-    store: SqlStore, moderator: str, video_id: str, action: str, note: str = "",
+    store: SqlStore, moderator: Moderator, video_id: str, action: str, note: str = "",
     force: bool = False, now: datetime | None = None,
 ) -> EventRecord:
     """Decide a video: every unresolved report on it is resolved (or escalated) at once.
@@ -209,9 +246,11 @@ def resolve(
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
     if action != "dismiss":
         note = _need_note(action, note)
-    with store.moderation(now) as tx:
+    by = moderator.name
+    with store.moderation(now, signer=moderator) as tx:
         video = tx.lock_video(video_id)
-        _check_claim(video, moderator, tx.now, force)
+        _no_conflict(tx, moderator, video)
+        _check_claim(video, by, tx.now, force)
         reports = tx.unresolved_reports(video_id)
         ids = [r.id for r in reports]
         data: dict = {"reports": ids}
@@ -219,58 +258,59 @@ def resolve(
             if video.status == "taken_down":
                 raise Conflict(f"video {video_id} is already taken down")
             tx.set_video_status(video_id, "taken_down", note)
-            tx.set_reports(ids, "resolved", "takedown", moderator)
+            tx.set_reports(ids, "resolved", "takedown", by)
             tx.set_claim(video_id, None)
             entry = tx.add_bank_entry(
                 TAKEDOWN_BANK, video.pdq_hex, source=f"takedown of video {video_id}",
-                note=note, video_id=video_id, added_by=moderator,
+                note=note, video_id=video_id, added_by=by,
             )
             data.update(bank=TAKEDOWN_BANK, bank_entry=entry.id, pdq_hex=video.pdq_hex,
                         owner=video.owner)
-            event = tx.add_event(moderator, "takedown", note, video_id=video_id, data=data)
+            event = tx.add_event(by, "takedown", note, video_id=video_id, data=data)
             # The strike points back at the event that caused it (events never change).
             tx.add_strike(video.owner, video_id, event.id)
             return event
         if not reports:
             raise Conflict(f"video {video_id} has no unresolved reports to {action}")
         if action == "dismiss":
-            tx.set_reports(ids, "resolved", "dismiss", moderator)
+            tx.set_reports(ids, "resolved", "dismiss", by)
         else:
             if all(r.status == "escalated" for r in reports):
                 raise Conflict(f"video {video_id} is already escalated")
             tx.set_reports(ids, "escalated")
         tx.set_claim(video_id, None)
-        event = tx.add_event(moderator, action, note, video_id=video_id, data=data)
+        event = tx.add_event(by, action, note, video_id=video_id, data=data)
     if action == "dismiss":
         # An owner who deleted the video while it was under review: now it can be erased.
-        store.release_hold(video_id, moderator)
+        store.release_hold(video_id, by)
     return event
 
 
-def restore(store: SqlStore, moderator: str, video_id: str, note: str,
+def restore(store: SqlStore, moderator: Moderator, video_id: str, note: str,
             now: datetime | None = None) -> EventRecord:
     """Reverse a takedown: serve the video again, withdraw its bank entry and the strike."""
     note = _need_note("restore", note)
-    with store.moderation(now) as tx:
+    with store.moderation(now, signer=moderator) as tx:
         video = tx.lock_video(video_id)
+        _no_conflict(tx, moderator, video)
         if video.status != "taken_down":
             raise Conflict(f"video {video_id} is not taken down (status {video.status})")
         tx.set_video_status(video_id, "ready", "")
-        entries = tx.deactivate_bank_entries(moderator, video_id=video_id)
+        entries = tx.deactivate_bank_entries(moderator.name, video_id=video_id)
         strikes = tx.withdraw_strikes(video_id)
         event = tx.add_event(
-            moderator, "restore", note, video_id=video_id,
+            moderator.name, "restore", note, video_id=video_id,
             data={"bank_entries": [e.id for e in entries], "strikes": [s.id for s in strikes]},
         )
-    store.release_hold(video_id, moderator)  # deleted by its owner: no evidence to keep now
+    store.release_hold(video_id, moderator.name)  # deleted by its owner: no evidence to keep now
     return event
 
 
-def add_note(store: SqlStore, moderator: str, video_id: str, note: str) -> EventRecord:
+def add_note(store: SqlStore, moderator: Moderator, video_id: str, note: str) -> EventRecord:
     note = _need_note("note", note)
-    with store.moderation() as tx:
+    with store.moderation(signer=moderator) as tx:
         tx.lock_video(video_id)
-        return tx.add_event(moderator, "note", note, video_id=video_id)
+        return tx.add_event(moderator.name, "note", note, video_id=video_id)
 
 
 # -- hash banks ----------------------------------------------------------------------------
@@ -281,28 +321,31 @@ def normalise_pdq(value: str) -> str:
     return value.lower()
 
 
-def bank_add(store: SqlStore, moderator: str, bank: str, pdq_hex: str, note: str = "",
+def bank_add(store: SqlStore, moderator: Moderator, bank: str, pdq_hex: str, note: str = "",
              source: str = "manual") -> BankEntry:
     pdq_hex = normalise_pdq(pdq_hex)
-    with store.moderation() as tx:
+    with store.moderation(signer=moderator) as tx:
         if pdq_hex in tx.active_bank_hashes(bank):
             raise Conflict(f"bank {bank} already holds {pdq_hex}")
-        entry = tx.add_bank_entry(bank, pdq_hex, source, note, added_by=moderator)
-        tx.add_event(moderator, "bank_add", note,
+        entry = tx.add_bank_entry(bank, pdq_hex, source, note, added_by=moderator.name)
+        tx.add_event(moderator.name, "bank_add", note,
                      data={"bank": bank, "entry_id": entry.id, "pdq_hex": pdq_hex})
         return entry
 
 
-def bank_remove(store: SqlStore, moderator: str, entry_id: str, note: str = "") -> BankEntry:
+def bank_remove(store: SqlStore, moderator: Moderator, entry_id: str, note: str = ""
+                ) -> BankEntry:
     """Withdraw one entry (marked inactive, never deleted)."""
-    with store.moderation() as tx:
+    with store.moderation(signer=moderator) as tx:
         entry = tx.bank_entry(entry_id)
         if entry is None:
             raise NotFound(f"no bank entry {entry_id}")
         if not entry.active:
             raise Conflict(f"bank entry {entry_id} was already removed")
-        (removed,) = tx.deactivate_bank_entries(moderator, entry_ids=[entry_id])
-        tx.add_event(moderator, "bank_remove", note, video_id=entry.video_id,
+        if entry.video_id:  # a takedown's entry: the same conflicts as the takedown
+            _no_conflict(tx, moderator, tx.lock_video(entry.video_id))
+        (removed,) = tx.deactivate_bank_entries(moderator.name, entry_ids=[entry_id])
+        tx.add_event(moderator.name, "bank_remove", note, video_id=entry.video_id,
                      data={"bank": entry.bank, "entry_id": entry_id, "pdq_hex": entry.pdq_hex})
         return removed
 
@@ -334,12 +377,12 @@ class ImportResult:
     entry_ids: list[str] = field(default_factory=list)
 
 
-def bank_import(store: SqlStore, moderator: str, bank: str, text: str, source: str
+def bank_import(store: SqlStore, moderator: Moderator, bank: str, text: str, source: str
                 ) -> ImportResult:
     """Add every hash of a list to ``bank`` in one transaction; hashes already there are
     counted, not added twice."""
     rows = parse_hash_list(text)
-    with store.moderation() as tx:
+    with store.moderation(signer=moderator) as tx:
         present = tx.active_bank_hashes(bank)
         ids, duplicates = [], 0
         for pdq_hex, note in rows:
@@ -347,8 +390,9 @@ def bank_import(store: SqlStore, moderator: str, bank: str, text: str, source: s
                 duplicates += 1
                 continue
             present.add(pdq_hex)
-            ids.append(tx.add_bank_entry(bank, pdq_hex, source, note, added_by=moderator).id)
-        tx.add_event(moderator, "bank_import", data={
+            ids.append(tx.add_bank_entry(bank, pdq_hex, source, note,
+                                         added_by=moderator.name).id)
+        tx.add_event(moderator.name, "bank_import", data={
             "bank": bank, "source": source, "added": len(ids), "duplicates": duplicates})
         return ImportResult(bank, len(ids), duplicates, ids)
 
@@ -417,3 +461,118 @@ def stats(store: SqlStore) -> Stats:
         by_resolution=by_resolution,
         videos_taken_down=store.count_videos(status="taken_down"),
     )
+
+
+# -- moderators and the audit --------------------------------------------------------------
+def enrol(store: SqlStore, admin: Moderator, name: str, public: str) -> ModeratorKeyRecord:
+    """The admin enrols a moderator's public key under her (user) name."""
+    name, public = check_name(name), check_public(public)
+    if store.moderator_key(key_id_of(public)) is not None:
+        raise Conflict("this key is already enrolled (a revoked key stays revoked: make a new "
+                       "one)")
+    with store.moderation(signer=admin) as tx:
+        signature = admin.sign_message(enrolment_message(name, public, tx.now))
+        record = tx.add_moderator_key(name, public, signature)
+        tx.add_event(ADMIN_ACTOR, "moderator_enrol", data={
+            "name": name, "public_key": public, "key_id": record.key_id})
+        return record
+
+
+def revoke(store: SqlStore, admin: Moderator, name: str) -> list[str]:
+    """Every key of the moderator ``name`` is refused from now on."""
+    with store.moderation(signer=admin) as tx:
+        key_ids = tx.revoke_moderator_keys(name)
+        if not key_ids:
+            raise NotFound(f"{name} has no enrolled key")
+        tx.add_event(ADMIN_ACTOR, "moderator_revoke", data={"name": name, "key_ids": key_ids})
+        return key_ids
+
+
+def authenticate(store: SqlStore, name: str, key: object, admin_public: str | list[str]
+                 ) -> Moderator:
+    """The moderator ``name`` holding ``key`` (an Ed25519 private key), or NotAModerator.
+    ``admin_public``: the admin key, or the current one and those before it."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    if not isinstance(key, Ed25519PrivateKey):
+        raise NotAModerator("a moderator key is an Ed25519 private key")
+    record = store.moderator_key(key_id_of(public_hex(key)))
+    if record is None or record.name != name:
+        raise NotAModerator(f"this key is not enrolled for moderator {name!r}")
+    admins = [admin_public] if isinstance(admin_public, str) else admin_public
+    message = enrolment_message(record.name, record.public_key, record.enrolled_at)
+    if not any(verify(admin, message, record.enrolment_sig) for admin in admins):
+        raise NotAModerator(f"the enrolment of {name!r} is not signed by the admin key")
+    if record.revoked_at is not None:
+        raise NotAModerator(f"the key of {name!r} was revoked on {record.revoked_at:%Y-%m-%d}")
+    return Moderator(name, key)
+
+
+@dataclass(frozen=True)
+class Audit:
+    events: int
+    head: str  # the last event's hash: keep a copy elsewhere to notice the tail being cut
+    problems: list[str]
+    legacy: int = 0  # events from before signing (migration 0003), chained but unsigned
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def audit(store: SqlStore, admin_public: str | list[str]) -> Audit:
+    """Walk the event log: every hash, every link, every signature against the keys the
+    log itself enrolled (admin-signed enrol/revoke events). Names the row of each problem."""
+    admins = [admin_public] if isinstance(admin_public, str) else admin_public
+    keys: dict[str, tuple[str, str]] = {key_id_of(a): (ADMIN_ACTOR, a) for a in admins}
+    problems: list[str] = []
+    prev_hash, prev_id, legacy, signed_seen = GENESIS, 0, 0, False
+    events = store.event_log()
+    for e in events:
+        where = f"event {e.id} ({e.action} by {e.actor})"
+        if e.id > prev_id + 1:
+            gone = f"{prev_id + 1}" + (f"..{e.id - 1}" if e.id - 1 > prev_id + 1 else "")
+            problems.append(f"event(s) {gone} missing: deleted")
+        if e.hash is None:
+            problems.append(f"{where}: has no hash: written around the log")
+        elif event_hash(id=e.id, prev_hash=e.prev_hash or "", video_id=e.video_id,
+                        report_id=e.report_id, actor=e.actor, action=e.action, note=e.note,
+                        data=e.data, created_at=e.created_at, key_id=e.key_id) != e.hash:
+            problems.append(f"{where}: content does not match its hash: rewritten")
+        if e.prev_hash != prev_hash:
+            problems.append(f"{where}: does not follow event {prev_id}: a row before it was "
+                            "deleted, or this one was inserted")
+        valid = False
+        if e.key_id == LEGACY_KEY:
+            legacy += 1
+            if signed_seen:
+                problems.append(f"{where}: claims to predate signing but follows signed "
+                                "events: inserted")
+        elif e.key_id == SERVICE_KEY:
+            if e.action not in SERVICE_ACTIONS:
+                problems.append(f"{where}: a moderator's action without a moderator's "
+                                "signature: inserted or forged")
+        else:
+            signed_seen = True
+            holder = keys.get(e.key_id or "")
+            if holder is None:
+                problems.append(f"{where}: not signed by an enrolled moderator key: inserted "
+                                "or forged")
+            elif holder[0] != e.actor:
+                problems.append(f"{where}: signed by {holder[0]}'s key: forged")
+            elif not (e.hash and e.signature
+                      and verify(holder[1], bytes.fromhex(e.hash), e.signature)):
+                problems.append(f"{where}: signature does not verify: rewritten or forged")
+            else:
+                valid = True
+        if valid and e.actor == ADMIN_ACTOR and e.action == "moderator_enrol":
+            keys[str(e.data.get("key_id"))] = (str(e.data.get("name")),
+                                               str(e.data.get("public_key")))
+        if valid and e.actor == ADMIN_ACTOR and e.action == "moderator_revoke":
+            for key_id in e.data.get("key_ids", []):
+                keys.pop(str(key_id), None)
+        prev_hash, prev_id = e.hash or "", e.id
+    known = {e.id for e in events}
+    for event_id in sorted(set(store.strike_event_ids()) - known):
+        problems.append(f"event {event_id} missing: a strike points at it: deleted")
+    return Audit(len(events), prev_hash, problems, legacy)

@@ -18,7 +18,7 @@ from enum import Enum
 from alive_service.decode import DecodeLimits, Photo, decode_photo
 from alive_service.encode import EncodeOptions, Video, encode_mp4
 from alive_service.motion import Clip, MotionModel, MotionOptions
-from alive_service.store import DecisionRecord, Store, VideoRecord, new_id
+from alive_service.store import Conflict, DecisionRecord, Store, TakenDown, VideoRecord, new_id
 from provenance import watermark
 from provenance.keys import SigningIdentity
 from provenance.sign import GenerationInfo, sign_video
@@ -142,10 +142,15 @@ def animate(
     def timed(name: str, start: float) -> None:
         timings[name] = round(time.perf_counter() - start, 4)
 
+    earlier = None
     if request.idempotency_key:
         earlier = parts.store.find_idempotent(request.user, request.idempotency_key)
-        if earlier is not None and earlier.request_fingerprint == request.fingerprint():
-            return Result(earlier, parts.store.read_mp4(earlier), True, timings)
+        # Refused before any work (and before anything is stored).
+        if earlier is not None and earlier.request_fingerprint != request.fingerprint():
+            raise Conflict("the idempotency key was already used for a different request")
+        if earlier is not None and earlier.status != "ready":
+            raise TakenDown(f"video {earlier.id} was taken down after review and is no "
+                            "longer available")
 
     report(Stage.CHECKING, 0, 0)
     start = time.perf_counter()
@@ -164,6 +169,10 @@ def animate(
         raise Refused(image.decision, "image")
     timed("safety", start)
     checkpoint()
+    if earlier is not None:
+        # A retry passes today's checks (hash banks included) before it gets the same video
+        # back; the service checked strikes and the rate limit before admitting it.
+        return Result(earlier, parts.store.read_mp4(earlier), True, timings)
 
     start = time.perf_counter()
 

@@ -25,6 +25,7 @@ from alive_service.pipeline import AnimateRequest, Cancelled, Refused, Stage
 from alive_service.rpc import RpcError, pb, pb_grpc, rich_status
 from alive_service.store import (
     Conflict,
+    LookupLimits,
     NotFound,
     RateLimited,
     Store,
@@ -106,6 +107,9 @@ def add_to_server(servicer: AliveServicer, server: grpc.Server) -> None:
         "DeleteVideo": grpc.unary_unary_rpc_method_handler(
             servicer.DeleteVideo, _lenient(pb.DeleteVideoRequest),
             pb.DeleteVideoResponse.SerializeToString),
+        "ShareVideo": grpc.unary_unary_rpc_method_handler(
+            servicer.ShareVideo, _lenient(pb.ShareVideoRequest),
+            pb.ShareVideoResponse.SerializeToString),
     }
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("alive.v1.AliveService", handlers),))
@@ -158,9 +162,15 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
     # -- helpers ----------------------------------------------------------------------------
     def _identity(self, context: grpc.ServicerContext) -> Identity:
         try:
-            return identity_from_metadata(self.rt.secret, dict(context.invocation_metadata()))
+            identity = identity_from_metadata(self.rt.secret, dict(context.invocation_metadata()),
+                                              self.rt.settings.max_token_lifetime_s)
         except AuthError as exc:
             raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "BAD_TOKEN", str(exc)) from None
+        # Before the store is up every RPC is refused as WARMING_UP anyway.
+        if self.rt.store is not None and self.rt.store.token_revoked(identity.token_id):
+            raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "BAD_TOKEN",
+                           "the token was revoked")
+        return identity
 
     def _store(self) -> Store:
         return self._ready()[0]
@@ -193,16 +203,22 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                            metadata={"strikes": str(len(strikes))})
 
     def _video_for(self, video_id: str, user: str) -> VideoRecord:
-        record = self._store().get_video(video_id)
-        if record is None or record.deleted_at is not None:  # deleted: exactly like missing
+        """The video if ``user`` may see it (store.visible_to). Anyone else gets exactly what
+        an unknown id gets; only the owner learns of a takedown. Every lookup counts against
+        the user's lookup limits, misses most."""
+        limits = LookupLimits(self.rt.settings.user_lookups_per_minute,
+                              self.rt.settings.user_lookup_misses_per_hour)
+        try:
+            record = self._store().get_visible_video(video_id, user, limits)
+        except RateLimited as exc:
+            raise RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "LOOKUP_RATE_LIMITED", str(exc),
+                           retry_after_s=exc.retry_after_s) from None
+        if record is None:
             raise RpcError(grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND", f"no video {video_id}")
-        if record.status == "taken_down":
-            message = (
-                f"video {video_id} was taken down after review and is no longer available"
-                if record.owner == user
-                else f"video {video_id} is not available"
-            )
-            raise RpcError(grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN", message)
+        if record.status == "taken_down":  # visible_to lets only the owner get here
+            raise RpcError(grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN",
+                           f"video {video_id} was taken down after review and is no longer "
+                           "available")
         return record
 
     def _fail(self, context: grpc.ServicerContext, method: str, error: RpcError) -> None:
@@ -385,7 +401,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                 if marked is None:
                     watermark_id = None
                 record = record or marked
-            if record is not None and not visible_to(record, user):
+            if record is not None and not store.visible_to(record, user):
                 record = None
             metrics.REQUESTS.labels("VerifyVideo", "OK").inc()
             return pb.VerifyVideoResponse(
@@ -448,7 +464,28 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
             self._fail(context, "DeleteVideo", self._translate(exc))
             raise AssertionError("unreachable") from None
 
-def visible_to(record: VideoRecord, user: str) -> bool:
-    """Whether ``user`` may see ``record``'s stored fields. For now only its owner; the
-    sharing model replaces this (one call site: VerifyVideo)."""
-    return record.owner == user
+    def ShareVideo(self, request: pb.ShareVideoRequest, context: grpc.ServicerContext
+                   ) -> pb.ShareVideoResponse:
+        try:
+            user = self._identity(context).user
+            _parsed(request)
+            video_id = validate.video_id(request.video_id)
+            add = validate.users(request.add_users, "add_users")
+            remove = validate.users(request.remove_users, "remove_users")
+            record = self._video_for(video_id, user)
+            if record.owner != user:  # a user it is shared with: knows it exists
+                raise RpcError(grpc.StatusCode.PERMISSION_DENIED, "NOT_OWNER",
+                               "only the video's owner may change who it is shared with")
+            try:
+                shared = self._store().share_video(video_id, user, add, remove,
+                                                   self.rt.settings.max_shares_per_video)
+            except Conflict as exc:
+                raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, "TOO_MANY_SHARES",
+                               str(exc)) from None
+            metrics.REQUESTS.labels("ShareVideo", "OK").inc()
+            log.info("shared", extra={"user": user, "video_id": video_id, "added": len(add),
+                                      "removed": len(remove), "shared_with": len(shared)})
+            return pb.ShareVideoResponse(shared_with=shared)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(context, "ShareVideo", self._translate(exc))
+            raise AssertionError("unreachable") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import unicodedata
@@ -14,7 +15,26 @@ from alive_service.motion import MotionOptions, RegionHint
 from alive_service.motion.hints import MAX_HINTS, MAX_POINTS
 from alive_service.rpc import RpcError, pb
 
+log = logging.getLogger("alive.validate")
+
 VIDEO_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+# Format characters (Cf) are invisible. These few are part of ordinary writing and stay:
+# ZWNJ (Persian, Hindi), ZWJ (emoji sequences, Indic conjuncts), the direction *marks*
+# LRM/RLM/ALM (they reorder nothing), the soft hyphen, and the Arabic/Syriac/Kaithi marks
+# that prefix numbers. Three more carry no meaning and are stripped (and logged): zero-width
+# space, word joiner, byte-order mark. Every other one is refused, above all the bidi
+# embeddings, overrides and isolates (U+202A-202E, U+2066-2069: text that displays in
+# another order than it reads) and tag characters (U+E0000 block: invisible text), except
+# in the one place tags belong, a flag emoji's tag sequence (England, Scotland, Wales).
+_KEPT_FORMAT = frozenset({0x00AD, 0x061C, 0x200C, 0x200D, 0x200E, 0x200F, 0x06DD, 0x070F,
+                          0x0890, 0x0891, 0x08E2, 0x110BD, 0x110CD, *range(0x0600, 0x0606)})
+_STRIPPED_FORMAT = frozenset({0x200B, 0x2060, 0xFEFF})
+_FLAG = 0x1F3F4
+_TAG_CANCEL = 0xE007F
+
+
+def _is_tag_spec(char: str) -> bool:
+    return 0xE0030 <= ord(char) <= 0xE0039 or 0xE0061 <= ord(char) <= 0xE007A
 IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 MAX_DETAILS_CHARS = 1000
 
@@ -54,7 +74,39 @@ def _text(value: str, field: str, limit: int, multiline: bool) -> str:
         if (category in ("Cc", "Cs", "Co", "Cn")) and char not in allowed:
             raise invalid(f"BAD_{field.upper()}",
                           f"{field} contains a control or unassigned character (U+{ord(char):04X})")
-    return value.strip()
+    return _format_characters(value, field).strip()
+
+
+def _format_characters(value: str, field: str) -> str:
+    kept: list[str] = []
+    stripped: list[int] = []
+    i = 0
+    while i < len(value):
+        char, point = value[i], ord(value[i])
+        if point == _FLAG:
+            end = i + 1
+            while end < len(value) and _is_tag_spec(value[end]):
+                end += 1
+            if end > i + 1 and end < len(value) and ord(value[end]) == _TAG_CANCEL:
+                kept.append(value[i : end + 1])  # a subdivision flag: the tags are its name
+                i = end + 1
+                continue
+        if unicodedata.category(char) == "Cf" and point not in _KEPT_FORMAT:
+            if point not in _STRIPPED_FORMAT:
+                kind = ("a bidi control" if 0x202A <= point <= 0x202E or 0x2066 <= point <= 0x2069
+                        else "a tag character" if 0xE0000 <= point <= 0xE007F
+                        else "an invisible format character")
+                raise invalid(f"BAD_{field.upper()}",
+                              f"{field} contains {kind} (U+{point:04X}), which could hide or "
+                              "reorder what readers see")
+            stripped.append(point)
+        else:
+            kept.append(char)
+        i += 1
+    if stripped:
+        log.info("stripped invisible characters", extra={
+            "field": field, "chars": " ".join(f"U+{p:04X}" for p in stripped)})
+    return "".join(kept)
 
 
 def caption(value: str, limit: int) -> str:
@@ -63,6 +115,21 @@ def caption(value: str, limit: int) -> str:
 
 def details(value: str) -> str:
     return _text(value, "details", MAX_DETAILS_CHARS, multiline=True)
+
+
+MAX_USERS_PER_CALL = 100
+
+
+def users(values: list[str] | tuple[str, ...], field: str) -> list[str]:
+    """User names as tokens carry them (auth.USER_RE), for sharing."""
+    from alive_service.auth import USER_RE
+
+    if len(values) > MAX_USERS_PER_CALL:
+        raise invalid("TOO_MANY_USERS", f"{field}: at most {MAX_USERS_PER_CALL} users a call")
+    for value in values:
+        if not USER_RE.match(value):
+            raise invalid("BAD_USER", f"{field}: not a user name: {value[:140]!r}")
+    return list(dict.fromkeys(values))
 
 
 def idempotency_key(value: str) -> str:

@@ -142,3 +142,35 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'alive.db'}"
     return request.getfixturevalue("pg_url")
+
+
+# -- moderators: an admin key for the data directory, and enrolled moderator keys ----------
+def enrol_moderators(store: object, data_dir: Path, *names: str) -> dict[str, object]:
+    """Enrol ``names`` as moderators, signed by the data directory's admin key (made on first
+    use, its public half where alive-mod looks). Returns name -> moderators.Moderator."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from alive_service import moderation, moderators
+
+    admin_path = data_dir / "auth" / "moderation-admin.key"
+    if not admin_path.exists():
+        admin_key = moderators.new_key(admin_path)
+        (data_dir / "auth" / "moderation-admin.pub").write_text(moderators.public_hex(admin_key))
+    admin = moderators.Moderator(moderators.ADMIN_ACTOR, moderators.load_private_key(admin_path))
+    enrolled = {}
+    for name in names:
+        key = Ed25519PrivateKey.generate()
+        moderation.enrol(store, admin, name, moderators.public_hex(key))  # type: ignore[arg-type]
+        enrolled[name] = moderators.Moderator(name, key)
+    return enrolled
+
+
+def moderator_env(data_dir: Path, moderator: object) -> dict[str, str]:
+    """ALIVE_MODERATOR and ALIVE_MODERATOR_KEY for alive-mod, acting as ``moderator``."""
+    from alive_service import moderators
+
+    assert isinstance(moderator, moderators.Moderator)
+    path = data_dir / f"moderator-{moderator.name}-cli.key"
+    if not path.exists():
+        moderators.write_private_key(path, moderator.key)
+    return {"ALIVE_MODERATOR": moderator.name, "ALIVE_MODERATOR_KEY": str(path)}

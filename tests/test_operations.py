@@ -244,15 +244,16 @@ def test_a_repeat_offender_may_no_longer_generate(
 
     from alive_service import moderation
     from alive_service.store import SqlStore
-    from tests.conftest import jpeg
+    from tests.conftest import enrol_moderators, jpeg
 
     photos = [landscape_jpeg, portrait_jpeg, jpeg(data.coffee()), jpeg(data.chelsea())]
     with ServerProcess(data_dir=tmp_path / "data") as server, \
             AliveClient(server.addr, token=server.token("repeat")) as client:
         store = SqlStore(f"sqlite:///{server.data_dir / 'alive.db'}", server.data_dir / "blobs")
+        mia = enrol_moderators(store, server.data_dir, "mia")["mia"]
         for photo in photos[:3]:
             made = client.animate(photo, "", SMALL)
-            moderation.resolve(store, "mia", made.info.video_id, "takedown", note="upheld")
+            moderation.resolve(store, mia, made.info.video_id, "takedown", note="upheld")
         with pytest.raises(grpc.RpcError) as denied:
             client.animate(photos[3], "", SMALL)
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -15,7 +15,8 @@ import pytest
 from alive_service.client import AliveClient
 from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
-from tests.conftest import PgDatabases
+from alive_service.store import SqlStore
+from tests.conftest import PgDatabases, enrol_moderators, moderator_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -66,6 +67,9 @@ def test_videos_reports_and_takedowns_made_through_any_replica_are_seen_through_
             long_side=256, duration_s=1.0, seed=i)) for i in range(6)]
     # Client-side round-robin spread the work over every replica.
     assert {served_by(replicas, m.info.video_id) for m in made} == {0, 1, 2}
+    with AliveClient(replicas[1].addr, token=token) as alice:  # private until shared
+        for m in made:
+            alice.share(m.info.video_id, add=["bob", "viewer0", "viewer1", "viewer2"])
 
     for replica in replicas:
         with AliveClient(replica.addr, token=replica.token("bob")) as one:
@@ -79,8 +83,11 @@ def test_videos_reports_and_takedowns_made_through_any_replica_are_seen_through_
             report_ids.add(one.report(target, pb.REPORT_REASON_HATE, f"via replica {i}").report_id)
     assert len(report_ids) == 3
 
+    staff = SqlStore(scale_out_db, replicas[0].data_dir / "blobs")
+    mia = enrol_moderators(staff, replicas[0].data_dir, "mia")["mia"]
+    staff.close()
     env = dict(os.environ, ALIVE_DATA_DIR=str(replicas[0].data_dir), ALIVE_DB_URL=scale_out_db,
-               ALIVE_MODERATOR="mia")
+               **moderator_env(replicas[0].data_dir, mia))
     queue = json.loads(subprocess.run(
         [sys.executable, "-m", "alive_service.mod_cli", "queue", "--json"],
         env=env, capture_output=True, text=True, check=True).stdout)

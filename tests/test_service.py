@@ -114,6 +114,7 @@ def test_reporting_a_video_returns_a_report_id_and_a_second_report_updates_it(
 ) -> None:
     with client_for(server) as owner:
         video_id = owner.animate(landscape_jpeg, "", SMALL).info.video_id
+        owner.share(video_id, add=["carol"])  # private until shared
     with client_for(server, "carol") as carol:
         first = carol.report(video_id, pb.REPORT_REASON_SPAM, "looks like an ad")
         second = carol.report(video_id, pb.REPORT_REASON_HARASSMENT, "it mocks someone")

@@ -88,13 +88,33 @@ def test_a_near_identical_hash_matches_the_takedown_bank(store: SqlStore) -> Non
     assert store.nearest("f0" * 32, 31) is None
 
 
-def test_a_bank_change_applies_to_the_very_next_match(store: SqlStore) -> None:
+def test_a_bank_change_applies_to_the_very_next_match(store: SqlStore, tmp_path: Path) -> None:
     from alive_service import moderation
+    from tests.conftest import enrol_moderators
 
+    mia = enrol_moderators(store, tmp_path, "mia")["mia"]
     photo = "3c" * 32
     assert store.nearest(photo, 31) is None
-    entry = moderation.bank_add(store, "mia", "takedowns", photo)
+    entry = moderation.bank_add(store, mia, "takedowns", photo)
     match = store.nearest(photo, 31)  # the matcher sees the new entry at once...
     assert match is not None and match.entry_id == entry.id
-    moderation.bank_remove(store, "mia", entry.id, note="appeal upheld")
+    moderation.bank_remove(store, mia, entry.id, note="appeal upheld")
     assert store.nearest(photo, 31) is None  # ...and the withdrawal
+
+
+def test_lookup_counts_keep_about_an_hour_whoever_never_comes_back(store: SqlStore) -> None:
+    from datetime import timedelta
+
+    from alive_service.store import LookupLimits, schema
+
+    video = store.add_video(a_video(), b"mp4", b"photo")
+    two_hours_ago = schema.utcnow() - timedelta(hours=2)
+    with store.engine.begin() as conn:
+        conn.execute(schema.IdLookup.__table__.insert(), [
+            {"user": f"gone{i}", "missed": True, "created_at": two_hours_ago}
+            for i in range(250)])
+    for _ in range(3):
+        assert store.get_visible_video(video.id, video.owner, LookupLimits()) is not None
+    with store.engine.connect() as conn:
+        left = conn.execute(schema.IdLookup.__table__.select()).all()
+    assert [row.user for row in left] == [video.owner] * 3

@@ -6,6 +6,7 @@ from alive_service.store.interface import (
     DecisionRecord,
     Deletion,
     EventRecord,
+    LookupLimits,
     NotFound,
     RateLimited,
     ReportRecord,
@@ -18,7 +19,7 @@ from alive_service.store.migrate import upgrade
 from alive_service.store.sql import SqlStore, new_id
 
 __all__ = [
-    "BankEntry", "Conflict", "DecisionRecord", "Deletion", "EventRecord", "NotFound", "RateLimited",
-    "ReportRecord", "SqlStore", "Store", "StoreUnavailable", "TakenDown",
+    "BankEntry", "Conflict", "DecisionRecord", "Deletion", "EventRecord", "LookupLimits",
+    "NotFound", "RateLimited", "ReportRecord", "SqlStore", "Store", "StoreUnavailable", "TakenDown",
     "VideoRecord", "new_id", "upgrade",
 ]

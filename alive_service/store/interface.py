@@ -76,6 +76,15 @@ class RateLimited(RuntimeError):
 
 
 @dataclass(frozen=True)
+class LookupLimits:
+    """Per-user limits on video-id lookups (GetVideo, ReportVideo, ShareVideo): all lookups
+    a minute, and misses (unknown, or not visible to the user) an hour."""
+
+    per_minute: int = 120
+    misses_per_hour: int = 30
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
     request_id: str
     user: str
@@ -165,6 +174,31 @@ class EventRecord:
     created_at: datetime
     report_id: str | None = None
     data: dict = field(default_factory=dict)
+    # The hash chain (store/chain.py) and who signed the event (None: written unsigned).
+    prev_hash: str | None = None
+    hash: str | None = None
+    key_id: str | None = None
+    signature: str | None = None
+
+
+class EventSigner(Protocol):
+    """Whoever appends a moderation event signs its hash (moderators.Moderator)."""
+
+    @property
+    def key_id(self) -> str: ...
+    def sign(self, digest_hex: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class ModeratorKeyRecord:
+    """An enrolled moderator key (see alive_service/moderators.py for the life cycle)."""
+
+    key_id: str
+    name: str
+    public_key: str
+    enrolled_at: datetime
+    enrolment_sig: str
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +249,21 @@ class Store(Protocol):
 
     def release_hold(self, video_id: str, actor: str) -> bool:
         """Erase a deleted video's media once nothing holds them; True if it erased."""
+    # Who sees what (docs/SECURITY.md): the owner, and the users the owner shared it with.
+    def visible_to(self, video: VideoRecord, user: str) -> bool:
+        """The one visibility rule. A taken-down video is visible to its owner only."""
+
+    def get_visible_video(
+        self, video_id: str, user: str, limits: LookupLimits | None = None
+    ) -> VideoRecord | None:
+        """The video when ``user`` may see it, else None, exactly as for an unknown id.
+        With ``limits``, the lookup is counted (a miss too) and RateLimited past them."""
+
+    def share_video(
+        self, video_id: str, owner: str, add: Sequence[str], remove: Sequence[str],
+        max_shares: int,
+    ) -> list[str]:
+        """Change who a video is shared with; the users it is shared with afterwards."""
 
     # Safety decisions
     def record_decision(self, decision: DecisionRecord) -> str: ...
@@ -248,6 +297,12 @@ class Store(Protocol):
     def admit(self, user: str, kind: str, limit: int, window_s: float = 60.0) -> None:
         """Count one admission, atomically; RateLimited past ``limit`` per window."""
 
+    # Bearer tokens withdrawn before they expire (auth.py)
+    def token_revoked(self, jti: str) -> bool: ...
+    def revoke_token(self, jti: str, user: str | None = None, reason: str = "",
+                     expires_at: datetime | None = None) -> bool:
+        """True when newly revoked."""
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
 
@@ -262,12 +317,14 @@ class ModerationTx(Protocol):
           read: unresolved_reports, bank_entry, active_bank_hashes
           write: set_video_status, set_claim, set_reports, add_bank_entry,
                  deactivate_bank_entries, add_strike, withdraw_strikes, add_event
+                 (add_event: the next link of the hash chain, signed by the tx's signer)
         leave the block ──► COMMIT; an exception ──► ROLLBACK (nothing happened)
 
     ``now`` is the one timestamp the action writes everywhere.
     """
 
     now: datetime
+    signer: EventSigner | None
 
     def lock_video(self, video_id: str) -> VideoRecord:
         """The video, locked for this transaction; NotFound if there is none."""
@@ -301,3 +358,9 @@ class ModerationTx(Protocol):
 
     def add_strike(self, user: str, video_id: str, event_id: int) -> StrikeRecord: ...
     def withdraw_strikes(self, video_id: str) -> list[StrikeRecord]: ...
+    def reporters(self, video_id: str) -> set[str]:
+        """Everyone who ever reported the video (conflicts of interest)."""
+
+    def add_moderator_key(self, name: str, public_key: str, enrolment_sig: str
+                          ) -> ModeratorKeyRecord: ...
+    def revoke_moderator_keys(self, name: str) -> list[str]: ...

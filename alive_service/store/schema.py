@@ -129,6 +129,12 @@ class Event(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Tamper evidence (migration 0003): each event's hash covers its content and the previous
+    # event's hash; the acting moderator's key signs the hash (see store/chain.py).
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    signature: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class BankEntry(Base):
@@ -178,3 +184,47 @@ class AdmissionLock(Base):
     user: Mapped[str] = mapped_column(String(128), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     admitted: Mapped[int] = mapped_column(BigInteger, default=0)
+class VideoShare(Base):
+    """A named user the owner shared a video with (see docs/SECURITY.md, "Who sees what")."""
+
+    __tablename__ = "video_shares"
+    video_id: Mapped[str] = mapped_column(ForeignKey("videos.id"), primary_key=True)
+    user: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IdLookup(Base):
+    """One video-id lookup by a user (GetVideo, ReportVideo, ShareVideo): the per-user lookup
+    limits count these; rows older than the longest window are pruned as the user looks up."""
+
+    __tablename__ = "id_lookups"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user: Mapped[str] = mapped_column(String(128))
+    missed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (Index("ix_id_lookups_user_time", "user", "created_at"),
+                      Index("ix_id_lookups_created_at", "created_at"))
+
+
+class RevokedToken(Base):
+    """Bearer tokens refused before they expire, by their ``jti``."""
+
+    __tablename__ = "revoked_tokens"
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ModeratorKey(Base):
+    """An enrolled moderator's Ed25519 public key, with the admin's signature over the
+    enrolment (a row written without the admin key does not verify)."""
+
+    __tablename__ = "moderator_keys"
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    enrolment_sig: Mapped[str] = mapped_column(String(128))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

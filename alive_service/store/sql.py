@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -12,18 +14,22 @@ from typing import TYPE_CHECKING, TypeVar
 from sqlalchemy import and_, case, create_engine, delete, event, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alive_service.store import schema
 from alive_service.store.blobs import BlobStore
+from alive_service.store.chain import GENESIS, SERVICE_KEY, event_hash
 from alive_service.store.interface import (
     BankEntry,
     Conflict,
     DecisionRecord,
     Deletion,
     EventRecord,
+    EventSigner,
+    LookupLimits,
+    ModeratorKeyRecord,
     NotFound,
     RateLimited,
     ReportRecord,
@@ -52,8 +58,21 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def _private_sqlite_files(url: str) -> None:
+    """The database and its WAL hold every user's data: 0600. SQLite gives the -wal and -shm
+    files the database file's mode, so creating that one 0600 first covers all three."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        _private_sqlite_files(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -109,6 +128,50 @@ def _event(row: schema.Event) -> EventRecord:
         id=row.id, video_id=row.video_id, report_id=row.report_id, actor=row.actor,
         action=row.action, note=row.note, data=dict(row.data or {}),
         created_at=_aware(row.created_at),  # type: ignore[arg-type]
+        prev_hash=row.prev_hash, hash=row.hash, key_id=row.key_id, signature=row.signature,
+    )
+
+
+# Any constant: PostgreSQL transactions that append to the event log take it in turn.
+_EVENT_CHAIN_LOCK = 0x616C697665
+
+
+def _append_event(
+    session: Session, signer: EventSigner | None, now: datetime, actor: str, action: str,
+    note: str, video_id: str | None, report_id: str | None, data: dict | None,
+    key_id: str | None = None,
+) -> schema.Event:
+    """The next link of the moderation log's hash chain (store/chain.py). Appends are
+    serialised (SQLite: the write transaction; PostgreSQL: an advisory lock) and take the
+    next id themselves, so that the id is part of what the hash covers."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _EVENT_CHAIN_LOCK})
+    last = session.execute(
+        select(schema.Event.id, schema.Event.hash).order_by(schema.Event.id.desc()).limit(1)
+    ).first()
+    event_id = last.id + 1 if last else 1
+    prev = (last.hash or GENESIS) if last else GENESIS
+    if signer is not None:
+        key_id = signer.key_id
+    data = data or {}
+    digest = event_hash(id=event_id, prev_hash=prev, video_id=video_id, report_id=report_id,
+                        actor=actor, action=action, note=note, data=data, created_at=now,
+                        key_id=key_id)
+    row = schema.Event(
+        id=event_id, video_id=video_id, report_id=report_id, actor=actor, action=action,
+        note=note, data=data, created_at=now, prev_hash=prev, hash=digest, key_id=key_id,
+        signature=signer.sign(digest) if signer is not None else None,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _moderator_key(row: schema.ModeratorKey) -> ModeratorKeyRecord:
+    return ModeratorKeyRecord(
+        key_id=row.key_id, name=row.name, public_key=row.public_key,
+        enrolled_at=_aware(row.enrolled_at),  # type: ignore[arg-type]
+        enrolment_sig=row.enrolment_sig, revoked_at=_aware(row.revoked_at),
     )
 
 
@@ -236,6 +299,95 @@ class SqlStore:
 
         return self._read(q)
 
+    # -- who sees what ----------------------------------------------------------------------
+    def visible_to(self, video: VideoRecord, user: str) -> bool:
+        if video.deleted_at is not None:
+            return False  # deleted by its owner: gone for everyone, the owner included
+        if video.owner == user:
+            return True
+        if video.status != "ready":
+            return False  # a taken-down video is its owner's business only
+        return self._read(lambda s: s.get(schema.VideoShare, (video.id, user)) is not None)
+
+    def get_visible_video(
+        self, video_id: str, user: str, limits: LookupLimits | None = None
+    ) -> VideoRecord | None:
+        if limits is None:
+            video = self.get_video(video_id)
+            return video if video is not None and self.visible_to(video, user) else None
+        now = schema.utcnow()
+        with self._session(write=True) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # One lookup at a time per user, so the limits are exact across replicas.
+                session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:u, 11))"),
+                                {"u": user})
+                # A lookup row lost in a crash costs nothing: do not wait for the WAL flush.
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            lookups = schema.IdLookup
+            expired = lookups.created_at <= now - timedelta(hours=1)
+            session.execute(lookups.__table__.delete().where(lookups.user == user, expired))
+            # A few of everyone else's expired rows too, so users who never come back do not
+            # leave theirs for ever: the table holds about an hour of lookups.
+            session.execute(lookups.__table__.delete().where(lookups.id.in_(
+                select(lookups.id).where(expired).limit(100).scalar_subquery())))
+            minute = now - timedelta(minutes=1)
+            recent, oldest = session.execute(
+                select(func.count(), func.min(lookups.created_at))
+                .where(lookups.user == user, lookups.created_at > minute)
+            ).one()
+            if (recent or 0) >= limits.per_minute:
+                wait = (_aware(oldest) + timedelta(minutes=1) - now).total_seconds()
+                raise RateLimited(f"at most {limits.per_minute} video lookups a minute",
+                                  max(wait, 1.0))
+            misses, oldest_miss = session.execute(
+                select(func.count(), func.min(lookups.created_at))
+                .where(lookups.user == user, lookups.missed.is_(True))
+            ).one()
+            if (misses or 0) >= limits.misses_per_hour:
+                wait = (_aware(oldest_miss) + timedelta(hours=1) - now).total_seconds()
+                raise RateLimited(
+                    f"too many lookups of videos that do not exist or are not shared with you "
+                    f"(at most {limits.misses_per_hour} an hour)", max(wait, 1.0))
+            row = session.get(schema.Video, video_id)
+            visible = row is not None and (
+                row.owner == user
+                or (row.status == "ready"
+                    and session.get(schema.VideoShare, (video_id, user)) is not None)
+            )
+            session.add(lookups(user=user, missed=not visible, created_at=now))
+            return _video(row) if visible and row is not None else None
+
+    def share_video(
+        self, video_id: str, owner: str, add: Sequence[str], remove: Sequence[str],
+        max_shares: int,
+    ) -> list[str]:
+        now = schema.utcnow()
+        with self._session(write=True) as session:
+            row = session.scalar(
+                select(schema.Video).where(schema.Video.id == video_id).with_for_update())
+            if row is None or row.owner != owner:
+                raise NotFound(f"no video {video_id}")
+            if row.status != "ready":
+                raise TakenDown(f"video {video_id} was taken down after review and can no "
+                                "longer be shared")
+            shares = schema.VideoShare
+            if remove:
+                session.execute(shares.__table__.delete().where(
+                    shares.video_id == video_id, shares.user.in_(list(remove))))
+            present = set(session.scalars(select(shares.user).where(
+                shares.video_id == video_id)))
+            for user in dict.fromkeys(add):
+                if user != owner and user not in present:
+                    session.add(shares(video_id=video_id, user=user, created_at=now))
+                    present.add(user)
+            if len(present) > max_shares:
+                raise Conflict(f"a video may be shared with at most {max_shares} users")
+            return sorted(present)
+
+    def shared_with(self, video_id: str) -> list[str]:
+        return self._read(lambda s: sorted(s.scalars(
+            select(schema.VideoShare.user).where(schema.VideoShare.video_id == video_id))))
+
     def read_mp4(self, video: VideoRecord) -> bytes:
         def q(s: Session) -> str:
             row = s.get(schema.Video, video.id)
@@ -306,13 +458,10 @@ class SqlStore:
             row.request_fingerprint = None
             row.caption = ""
             erase = [] if hold else self._erase(session, row, now)
-            event_row = schema.Event(
-                video_id=video_id, actor=owner, action="owner_delete", created_at=now,
-                note="deleted by its owner",
-                data={"hold": hold, "erased": not hold},
+            event_row = _append_event(
+                session, None, now, owner, "owner_delete", "deleted by its owner", video_id,
+                None, {"hold": hold, "erased": not hold}, key_id=SERVICE_KEY,
             )
-            session.add(event_row)
-            session.flush()
             deletion = Deletion(video_id, now, hold, event_row.id)
         self._unlink(erase)  # after the commit: a rollback must not lose bytes
         return deletion
@@ -328,11 +477,11 @@ class SqlStore:
                 return False
             now = schema.utcnow()
             erase = self._erase(session, row, now)
-            session.add(schema.Event(
-                video_id=video_id, actor=actor, action="hold_released", created_at=now,
-                note="the review ended; the deleted video's media were erased",
-                data={"erased": True},
-            ))
+            _append_event(
+                session, None, now, actor, "hold_released",
+                "the review ended; the deleted video's media were erased", video_id, None,
+                {"erased": True}, key_id=SERVICE_KEY,
+            )
         self._unlink(erase)
         return True
 
@@ -613,13 +762,8 @@ class SqlStore:
         report_id: str | None = None, data: dict | None = None,
     ) -> EventRecord:
         with self._session(write=True) as session:
-            row = schema.Event(
-                video_id=video_id, report_id=report_id, actor=actor, action=action, note=note,
-                data=data or {}, created_at=schema.utcnow(),
-            )
-            session.add(row)
-            session.flush()
-            return _event(row)
+            return _event(_append_event(session, None, schema.utcnow(), actor, action, note,
+                                        video_id, report_id, data))
 
     def events_for(self, video_id: str) -> Sequence[EventRecord]:
         def q(s: Session) -> list[EventRecord]:
@@ -682,6 +826,22 @@ class SqlStore:
 
         return self._read(q)
 
+    def token_revoked(self, jti: str) -> bool:
+        return self._read(lambda s: s.get(schema.RevokedToken, jti) is not None)
+
+    def revoke_token(self, jti: str, user: str | None = None, reason: str = "",
+                     expires_at: datetime | None = None) -> bool:
+        try:
+            with self._session(write=True) as session:
+                if session.get(schema.RevokedToken, jti) is not None:
+                    return False
+                session.add(schema.RevokedToken(jti=jti, user=user, reason=reason,
+                                                revoked_at=schema.utcnow(),
+                                                expires_at=expires_at))
+                return True
+        except IntegrityError:  # revoked at the same moment elsewhere
+            return False
+
     def strikes_for(self, user: str, active_only: bool = True) -> list[StrikeRecord]:
         def q(s: Session) -> list[StrikeRecord]:
             stmt = select(schema.Strike).where(schema.Strike.user == user)
@@ -709,19 +869,42 @@ class SqlStore:
 
         return self._read(q)
 
+    def event_log(self) -> list[EventRecord]:
+        """Every moderation event, oldest first (what ``audit verify`` walks)."""
+        return self._read(lambda s: [_event(r) for r in s.scalars(
+            select(schema.Event).order_by(schema.Event.id))])
+
+    def strike_event_ids(self) -> list[int]:
+        return self._read(lambda s: list(s.scalars(select(schema.Strike.event_id))))
+
+    def moderator_key(self, key_id: str) -> ModeratorKeyRecord | None:
+        def q(s: Session) -> ModeratorKeyRecord | None:
+            row = s.get(schema.ModeratorKey, key_id)
+            return _moderator_key(row) if row else None
+
+        return self._read(q)
+
+    def moderator_keys(self) -> list[ModeratorKeyRecord]:
+        return self._read(lambda s: [_moderator_key(r) for r in s.scalars(
+            select(schema.ModeratorKey).order_by(schema.ModeratorKey.enrolled_at))])
+
     @contextmanager
-    def moderation(self, now: datetime | None = None) -> Iterator[SqlModerationTx]:
-        """One moderator action: see ``ModerationTx`` for the life cycle."""
+    def moderation(self, now: datetime | None = None, signer: EventSigner | None = None
+                   ) -> Iterator[SqlModerationTx]:
+        """One moderator action: see ``ModerationTx`` for the life cycle. ``signer`` signs
+        the events it appends."""
         with self._session(write=True) as session:
-            yield SqlModerationTx(session, now or schema.utcnow())
+            yield SqlModerationTx(session, now or schema.utcnow(), signer)
 
 
 class SqlModerationTx:
     """``ModerationTx`` on one SQLAlchemy session (one database transaction)."""
 
-    def __init__(self, session: Session, now: datetime) -> None:
+    def __init__(self, session: Session, now: datetime, signer: EventSigner | None = None
+                 ) -> None:
         self.session = session
         self.now = now
+        self.signer = signer
 
     def _video_row(self, video_id: str) -> schema.Video:
         row = self.session.scalar(
@@ -773,13 +956,8 @@ class SqlModerationTx:
         self, actor: str, action: str, note: str = "", video_id: str | None = None,
         report_id: str | None = None, data: dict | None = None,
     ) -> EventRecord:
-        row = schema.Event(
-            video_id=video_id, report_id=report_id, actor=actor, action=action, note=note,
-            data=data or {}, created_at=self.now,
-        )
-        self.session.add(row)
-        self.session.flush()
-        return _event(row)
+        return _event(_append_event(self.session, self.signer, self.now, actor, action, note,
+                                    video_id, report_id, data))
 
     def add_bank_entry(
         self, bank: str, pdq_hex: str, source: str, note: str = "",
@@ -845,3 +1023,28 @@ class SqlModerationTx:
         self.session.flush()
         return [_strike(r) for r in rows]
 
+
+    def reporters(self, video_id: str) -> set[str]:
+        return set(self.session.scalars(
+            select(schema.Report.reporter).where(schema.Report.video_id == video_id)))
+
+    def add_moderator_key(self, name: str, public_key: str, enrolment_sig: str
+                          ) -> ModeratorKeyRecord:
+        from alive_service.moderators import key_id_of
+
+        row = schema.ModeratorKey(key_id=key_id_of(public_key), name=name,
+                                  public_key=public_key, enrolled_at=self.now,
+                                  enrolment_sig=enrolment_sig)
+        self.session.add(row)
+        self.session.flush()
+        return _moderator_key(row)
+
+    def revoke_moderator_keys(self, name: str) -> list[str]:
+        rows = list(self.session.scalars(
+            select(schema.ModeratorKey).where(schema.ModeratorKey.name == name,
+                                              schema.ModeratorKey.revoked_at.is_(None))
+            .with_for_update()))
+        for row in rows:
+            row.revoked_at = self.now
+        self.session.flush()
+        return [r.key_id for r in rows]
