@@ -66,10 +66,11 @@ MIN_PSNR_DB = 40.3  # embed scales the pattern down if it would cost more than t
 SOFTEN = 0.15  # edge blur of a cell, as a fraction of the cell size
 WORK_CELL_PX = 8  # the pattern is drawn at a resolution with this many pixels per cell
 N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials)
-# Sharpness of unmarked pictures, 10,500 carrier draws per grid (fine / coarse): mean
-# 1.38 / 1.15, P(>= 1.6) 5.5% / 0.6%, P(>= 2.0) 1e-4 / 0, max 2.01 / 1.79. With the CRC
-# (2^-16 per word tried) that is ~2e-6 false ids per unmarked video, ids a database lookup
-# then also has to find.
+# Sharpness of unmarked pictures under this reader, 21 photos x 2 sizes x both grids x 300
+# carrier draws (25,200 reads; `python -m provenance.bench --only false-ids --draws 300`):
+# mean 1.47, P(>= 1.6) 16%, P(>= 2.0) 0.06%, max 2.21, no id returned. With the CRC (2^-16 per word
+# tried, 2^5 words once flips are allowed) that is ~3e-6 false ids per grid level read,
+# ids a database lookup then also has to find.
 MIN_SHARPNESS_AS_READ = 1.6  # enough when the word passes the CRC without any flip
 MIN_SHARPNESS = 2.0  # needed before trying flips
 NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 3.4  # strength 0 and 1
