@@ -73,6 +73,9 @@ N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials)
 # ids a database lookup then also has to find.
 MIN_SHARPNESS_AS_READ = 1.6  # enough when the word passes the CRC without any flip
 MIN_SHARPNESS = 2.0  # needed before trying flips
+# Crop-search guesses: no unmarked read in the census reached 2.4 (max 2.21).
+MIN_SHARPNESS_SEARCH = 2.4
+CROP_SHARES = tuple(round(0.01 * i, 2) for i in range(2, 13))  # 2% .. 12% cut, centred
 NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 3.4  # strength 0 and 1
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _NEIGHBOURS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32) / 4
@@ -339,16 +342,19 @@ def _sharpness(soft: np.ndarray) -> float:
     return float(mags.mean() / (mags.std() + 1e-9))
 
 
-def decode_from_grid(grid: np.ndarray) -> tuple[str | None, float]:
+def decode_from_grid(grid: np.ndarray, strict: bool = False) -> tuple[str | None, float]:
     """Frame-averaged grid -> (id, strength), flipping up to N_ERASE least reliable bits.
 
     An unmarked picture passes the CRC by luck with p = 2^-16 per trial word, so the bar on
-    sharpness is low for the word as read and high once flips are needed.
+    sharpness is low for the word as read and high once flips are needed. ``strict`` (for
+    the many guesses of a crop search): a bar no unmarked picture reached in the census.
     """
     soft = soft_bits(grid)
     sharp = _sharpness(soft)
     strength = float(np.clip((sharp - NOISE_SHARPNESS) / (SURE_SHARPNESS - NOISE_SHARPNESS), 0, 1))
     signs = np.where(soft > 0, 1.0, -1.0)
+    if strict and sharp < MIN_SHARPNESS_SEARCH:
+        return None, strength
     if sharp >= MIN_SHARPNESS_AS_READ and (video_id := bits_to_id(signs)) is not None:
         return video_id, strength
     if sharp < MIN_SHARPNESS:
@@ -366,38 +372,71 @@ def decode_from_grid(grid: np.ndarray) -> tuple[str | None, float]:
     return None, strength
 
 
-def _reader_grids(image: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
-    """One frame (luma or RGB) box-averaged to both grid levels."""
+def _grid_shapes(height: int, width: int) -> list[tuple[int, int]]:
+    return [grid_shape(height, width, cells) for cells in (CELLS, CELLS_SMALL)]
+
+
+def _shrink(image: np.ndarray) -> np.ndarray:
+    """A frame (luma or RGB) as float32 luma at ~4 px per fine cell: enough for both grids.
+
+    One full-size resize, then both grids from that: the box averages barely change and a
+    second full-size pass would double the cost.
+    """
     h, w = image.shape[:2]
-    shapes = [grid_shape(h, w, cells) for cells in (CELLS, CELLS_SMALL)]
-    # One full-size resize to 4 px per fine cell, then both grids from that: the box
-    # averages barely change and a second full-size pass would double the cost.
-    rows, cols = shapes[0]
+    rows, cols = _grid_shapes(h, w)[0]
     if h > 4 * rows and w > 4 * cols:
         image = cv2.resize(image, (4 * cols, 4 * rows), interpolation=cv2.INTER_AREA)
-    return {shape: _to_grid(image, shape) for shape in shapes}
+    image = image.astype(np.float32)
+    return image @ _LUMA if image.ndim == 3 else image
+
+
+def _reader_grids(image: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    """One frame (luma or RGB) box-averaged to both grid levels."""
+    small = _shrink(image)
+    return {shape: _to_grid(small, shape) for shape in _grid_shapes(*image.shape[:2])}
+
+
+def _uncrop(small: np.ndarray, size: tuple[int, int], share: float) -> list[np.ndarray]:
+    """Both grids of the frame this one would be the centre of, had ``share`` of its width
+    and height been cropped away (the lost border filled with the nearest pixels)."""
+    h, w = size
+    sh, sw = small.shape
+    big_h, big_w = round(sh / (1 - share)), round(sw / (1 - share))
+    top, left = (big_h - sh) // 2, (big_w - sw) // 2
+    padded = cv2.copyMakeBorder(small, top, big_h - sh - top, left, big_w - sw - left,
+                                cv2.BORDER_REPLICATE)
+    shapes = _grid_shapes(round(h / (1 - share)), round(w / (1 - share)))
+    return [_to_grid(padded, shape) for shape in shapes]
 
 
 class _GridSums:
-    """Accumulates Σ grid(t) for both grid levels as frames stream past."""
+    """Accumulates the frames (shrunk to luma at ~4 px per cell) as they stream past."""
 
     def __init__(self) -> None:
-        self.sums: dict[tuple[int, int], np.ndarray] = {}
+        self.total: np.ndarray | None = None
+        self.size = (0, 0)
         self.count = 0
 
     def add(self, image: np.ndarray) -> None:
-        for shape, grid in _reader_grids(image).items():
-            if shape in self.sums:
-                self.sums[shape] += grid
-            else:
-                self.sums[shape] = grid
+        small = _shrink(image)
+        if self.total is None:
+            self.total, self.size = small, image.shape[:2]
+        elif small.shape == self.total.shape:
+            self.total += small
+        else:
+            return  # a frame of another size (never in a real video): not this picture
         self.count += 1
 
-    def averaged(self) -> list[np.ndarray]:
-        """The mean grid per grid level: the constant mark adds up, encoder noise does not."""
-        if self.count == 0:
+    def mean(self) -> np.ndarray:
+        """The mean frame: the constant mark adds up, encoder noise and motion average out."""
+        if self.total is None:
             raise ValueError("need at least 1 frame to read the watermark")
-        return [s / self.count for s in self.sums.values()]
+        return self.total / self.count
+
+    def averaged(self) -> list[np.ndarray]:
+        """The mean frame's grid per grid level."""
+        mean = self.mean()
+        return [_to_grid(mean, shape) for shape in _grid_shapes(*self.size)]
 
     def decode(self) -> tuple[str | None, float]:
         best: tuple[str | None, float] = (None, 0.0)
@@ -406,6 +445,14 @@ class _GridSums:
             if found[0] is not None:
                 return found
             best = max(best, found, key=lambda f: f[1])
+        # A cropped copy moves the grid: guess how much was cut (centred crops only), with
+        # the strict bar, since every guess is another lottery ticket.
+        mean = self.mean()
+        for share in CROP_SHARES:
+            for grid in _uncrop(mean, self.size, share):
+                found = decode_from_grid(grid, strict=True)
+                if found[0] is not None:
+                    return found
         return best
 
 
