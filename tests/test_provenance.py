@@ -302,6 +302,21 @@ def test_a_loop_recut_to_start_elsewhere_still_names_the_video(clip: np.ndarray)
     assert wm.extract_video_id(encode_mp4(recut, crf=26, preset="ultrafast"))[0] == VIDEO_ID
 
 
+def test_a_copy_with_five_percent_cropped_off_still_names_the_video(marked_mp4: bytes) -> None:
+    frames = wm.decode_mp4_frames(marked_mp4)
+    h, w = frames.shape[1:3]
+    dy, dx = round(h * 0.025), round(w * 0.025)
+    cropped = np.ascontiguousarray(frames[:, dy : h - dy, dx : w - dx])
+    assert wm.extract_video_id(encode_mp4(cropped, crf=23, preset="ultrafast"))[0] == VIDEO_ID
+
+
+def test_a_video_marked_with_another_id_never_reads_as_this_one(clip: np.ndarray) -> None:
+    frames = clip.copy()
+    wm.embed(frames, "ffee0011aabb2233")
+    found, _ = wm.extract_video_id(reencode(encode_mp4(frames, crf=23), 28, 0.5))
+    assert found == "ffee0011aabb2233"
+
+
 def test_unmarked_video_yields_no_id(clip: np.ndarray) -> None:
     found, confidence = wm.extract_video_id(encode_mp4(clip, crf=23))
     assert found is None and confidence < 0.5
