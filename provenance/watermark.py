@@ -162,7 +162,9 @@ def _weighted_highpass(grid: np.ndarray) -> np.ndarray:
     of contrast and gamma changes.
     """
     hp = _highpass(grid)
-    level = np.sqrt(cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT))
+    # cv2's running-sum blur can dip a hair below zero on flat areas.
+    energy = cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT)
+    level = np.sqrt(np.maximum(energy, 0.0))
     return hp / (level + WEIGHT_FLOOR)
 
 
