@@ -4,8 +4,9 @@ Life cycle of the mark::
 
     video id (16 hex) ─> 64 bits + CRC-16 ─> ±1 per bit ─> spread over a canonical grid
     (~2300 cells, 400 for small videos; each cell belongs to one bit, keyed ±1 sign)
-      embed:   grid ─> upsample to the frame size (flat cells, soft edges)
-               ─> ONE additive luma pattern P per video, added unchanged to
+      embed:   grid ─> more amplitude on calm cells, less on busy ones ─> upsample to the
+               frame size (flat cells, soft edges) ─> ONE additive luma pattern P per
+               video, added unchanged to
                every frame; what the picture itself says about each bit is measured and
                cancelled in P (informed embedding)
       extract: frames of any size ─> luma ─> box-downsample to each grid ─> mean over all
@@ -58,6 +59,7 @@ N_BITS = ID_BITS + CRC_BITS
 AMPLITUDE = 2.4  # grey levels of a cell before informed embedding
 AMPLITUDE_SMALL = 3.0  # small videos have fewer pixels per bit, so each must say more
 WEIGHT_FLOOR = 0.5  # grey levels added to a cell's local high-pass level before dividing
+CELL_WEIGHT_SOFT, CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL = 2.0, 0.5, 1.6
 MAX_CORRECTION = 4.0  # a bit's amplitude after cancelling the picture, in base amplitudes
 BAND = 2.0  # every bit reads between T and BAND·T: a sharp, uniform word
 SOLVE_STEPS = 4  # rounds of informed embedding (the weighted read is nearly linear)
@@ -199,16 +201,15 @@ def make_pattern(frames: np.ndarray, video_id: str) -> np.ndarray:
     # is smooth, and a full-resolution blur would cost more than the whole embedding should.
     ws = (min(w, cols * WORK_CELL_PX), min(h, rows * WORK_CELL_PX))
     blur = max(0.5, SOFTEN * WORK_CELL_PX)
+    host = _host_grid(frames, (rows, cols))
+    weight = _cell_weights(host)
 
     def draw(amp: np.ndarray) -> np.ndarray:
-        grid = (amp[bit_of] * sign).astype(np.float32)
+        grid = (amp[bit_of] * sign * weight).astype(np.float32)
         cells = cv2.resize(grid, ws, interpolation=cv2.INTER_NEAREST)
-        # Even amplitude everywhere: the reader discounts busy areas, so a texture-weighted
-        # mark would spend the PSNR budget where it counts least.
         return cv2.GaussianBlur(cells, (0, 0), blur)
 
     amplitude = AMPLITUDE_SMALL if _is_small(h, w) else AMPLITUDE
-    host = _host_grid(frames, (rows, cols))
     max_rms = 255.0 / 10 ** (MIN_PSNR_DB / 20)
 
     def solve(level: float) -> np.ndarray:
@@ -233,6 +234,16 @@ def make_pattern(frames: np.ndarray, video_id: str) -> np.ndarray:
     if (rms := _rms(pattern)) > max_rms:
         pattern *= max_rms / rms
     return np.rint(pattern).astype(np.int16)
+
+
+def _cell_weights(host: np.ndarray) -> np.ndarray:
+    """Amplitude per cell, mean 1: the reader discounts busy cells, so the PSNR budget goes
+    where it counts (calm cells get up to CELL_WEIGHT_CEIL, busy ones down to the floor)."""
+    hp = _highpass(host)
+    level = np.sqrt(np.maximum(cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT), 0.0))
+    weight = 1.0 / (level + WEIGHT_FLOOR + CELL_WEIGHT_SOFT)
+    weight = np.clip(weight / float(weight.mean()), CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL)
+    return (weight / float(weight.mean())).astype(np.float32)
 
 
 def _rms(pattern: np.ndarray) -> float:
@@ -263,6 +274,16 @@ def _informed_amplitudes(
         amp = np.clip(amp + (wanted - read) / gain, -limit, limit)
         read = soft_bits(host + render(amp))
     return amp
+
+
+def _cell_weights(host: np.ndarray) -> np.ndarray:
+    """Amplitude per cell, mean 1: the reader discounts busy cells, so the PSNR budget goes
+    where it counts (calm cells get up to CELL_WEIGHT_CEIL, busy ones down to the floor)."""
+    hp = _highpass(host)
+    level = np.sqrt(np.maximum(cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT), 0.0))
+    weight = 1.0 / (level + WEIGHT_FLOOR + CELL_WEIGHT_SOFT)
+    weight = np.clip(weight / float(weight.mean()), CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL)
+    return (weight / float(weight.mean())).astype(np.float32)
 
 
 def _rms(pattern: np.ndarray) -> float:
