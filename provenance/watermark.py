@@ -6,9 +6,8 @@ Life cycle of the mark::
     (~2300 cells, 400 for small videos; each cell belongs to one bit, keyed ±1 sign)
       embed:   grid ─> more amplitude on calm cells, less on busy ones ─> upsample to the
                frame size (flat cells, soft edges) ─> ONE additive luma pattern P per
-               video, added unchanged to
-               every frame; what the picture itself says about each bit is measured and
-               cancelled in P (informed embedding)
+               video, added unchanged to every frame; what the picture itself says about
+               each bit is measured and cancelled in P (informed embedding)
       extract: frames of any size ─> luma ─> box-downsample to each grid ─> mean over all
                frames ─> high-pass, divided by its local level ─> correlate each bit's
                cells ─> CRC (flipping up to 5 weakest bits) ─> id, or None
