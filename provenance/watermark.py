@@ -69,12 +69,12 @@ WORK_CELL_PX = 8  # the pattern is drawn at a resolution with this many pixels p
 N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials)
 # Sharpness of unmarked pictures under this reader, 21 photos x 2 sizes x both grids x 300
 # carrier draws (25,200 reads; `python -m provenance.bench --only false-ids --draws 300`):
-# mean 1.47, P(>= 1.6) 16%, P(>= 2.0) 0.06%, max 2.21, no id returned. With the CRC (2^-16 per word
-# tried, 2^5 words once flips are allowed) that is ~3e-6 false ids per grid level read,
-# ids a database lookup then also has to find.
+# mean 1.47, P(>= 1.6) 16.5%, P(>= 2.0) 0.04%, max 2.07, no id returned. With the CRC
+# (2^-16 per word tried, 2^5 words once flips are allowed) that is ~3e-6 false ids per grid
+# level read, ids a database lookup then also has to find.
 MIN_SHARPNESS_AS_READ = 1.6  # enough when the word passes the CRC without any flip
 MIN_SHARPNESS = 2.0  # needed before trying flips
-# Crop-search guesses: no unmarked read in the census reached 2.4 (max 2.21).
+# Crop-search guesses: no unmarked read in the census came near 2.4 (max 2.07).
 MIN_SHARPNESS_SEARCH = 2.4
 CROP_SHARES = tuple(round(0.01 * i, 2) for i in range(2, 13))  # 2% .. 12% cut, centred
 NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 3.4  # strength 0 and 1
