@@ -3,8 +3,9 @@
 The manifest carries
 - ``c2pa.actions.v2``: one ``c2pa.created`` action, digitalSourceType trainedAlgorithmicMedia,
   the motion model as softwareAgent, linked to the source photo (``inputTo`` ingredient);
-- ``c2pa.soft-binding``: the invisible watermark (alg ``com.alive.wm.v1``, value = the video id)
-  so a stripped copy can be matched back to this manifest;
+- ``c2pa.soft-binding``: the invisible watermark (alg ``io.alive.lumamark.1``, one block over
+  the whole clip whose value is the 8-byte video id the pixels carry) so a stripped or
+  re-encoded copy can be matched back to this manifest;
 - ``com.alive.generation``: model id/version/sha256, seed and motion settings. Nothing about
   the user (no user id, no caption) goes in: manifests travel with the file.
 """
@@ -20,11 +21,14 @@ from dataclasses import dataclass, field
 import c2pa
 
 from provenance.keys import SigningIdentity
+from provenance.watermark import ALG as WATERMARK_ALG
 
 AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 GENERATION_LABEL = "com.alive.generation"
 SOFT_BINDING_LABEL = "c2pa.soft-binding"
-WATERMARK_ALG = "com.alive.wm.v1"
+# Not (yet) in the C2PA soft binding algorithm list, so it is named in our own reverse-domain
+# namespace, versioned like the list's entries; the value is the 64-bit id, big-endian.
+WATERMARK_NAME = "Alive LumaMark: 64-bit video id + CRC-16 in a constant luma pattern"
 _PHOTO_LABEL = "source-photo"
 _EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic",
         "image/avif": "avif"}
@@ -62,12 +66,23 @@ class SignedVideo:
     manifest_id: str  # the active manifest label (urn:c2pa:...)
 
 
-def video_id_to_binding(video_id: str) -> str:
-    """The soft-binding block value: the 64-bit id the watermark carries, base64 like the spec."""
-    return base64.b64encode(bytes.fromhex(video_id)).decode("ascii")
+def soft_binding(video_id: str) -> dict[str, object]:
+    """The ``c2pa.soft-binding`` assertion (C2PA 2.x soft-binding-map).
+
+    ``value`` and ``pad`` are byte strings (CBOR bstr) in the spec; c2pa's JSON takes them
+    as lists of byte values. An empty scope means the whole asset: the mark is the same in
+    every frame.
+    """
+    return {
+        "alg": WATERMARK_ALG,
+        "name": WATERMARK_NAME,
+        "pad": [],
+        "blocks": [{"scope": {}, "value": list(bytes.fromhex(video_id))}],
+    }
 
 
 def binding_to_video_id(value: str) -> str | None:
+    """A soft-binding block value as c2pa's JSON shows it (base64 bytes) -> the video id."""
     try:
         raw = base64.b64decode(value, validate=True)
     except ValueError:
@@ -104,13 +119,7 @@ def manifest_definition(info: GenerationInfo, photo_mime: str) -> dict[str, obje
                     ]
                 },
             },
-            {
-                "label": SOFT_BINDING_LABEL,
-                "data": {
-                    "alg": WATERMARK_ALG,
-                    "blocks": [{"scope": {}, "value": video_id_to_binding(info.video_id)}],
-                },
-            },
+            {"label": SOFT_BINDING_LABEL, "data": soft_binding(info.video_id)},
             {
                 "label": GENERATION_LABEL,
                 "data": {

@@ -166,12 +166,10 @@ def read_manifest(data: bytes, trust_anchors_pem: bytes | None) -> Verification:
     agent = action.get("softwareAgent")
     if isinstance(agent, dict):
         agent = "/".join(str(agent[k]) for k in ("name", "version") if agent.get(k))
-    binding = None
-    for data_ in _assertions(manifest, SOFT_BINDING_LABEL):
-        if data_.get("alg") == WATERMARK_ALG:
-            for block in data_.get("blocks") or []:  # type: ignore[union-attr]
-                binding = binding_to_video_id(str(block.get("value", ""))) or binding
+    binding = _soft_binding(manifest)
     params = (_assertions(manifest, GENERATION_LABEL) or [{}])[0]
+    if binding:  # shown with the parameters, so `alive verify` and VerifyVideo say it
+        params = {**params, "soft_binding": f"{WATERMARK_ALG} {binding}"}
     ingredient_ids = tuple(
         str(i["active_manifest"])
         for i in manifest.get("ingredients") or []
@@ -197,6 +195,16 @@ def read_manifest(data: bytes, trust_anchors_pem: bytes | None) -> Verification:
         ingredient_manifest_ids=ingredient_ids,
         signed_at=str(sig["time"]) if sig.get("time") else None,
     )
+
+
+def _soft_binding(manifest: dict[str, object]) -> str | None:
+    """The video id our watermark's soft-binding assertion says the pixels carry."""
+    binding = None
+    for data in _assertions(manifest, SOFT_BINDING_LABEL):
+        if data.get("alg") == WATERMARK_ALG:
+            for block in data.get("blocks") or []:  # type: ignore[union-attr]
+                binding = binding_to_video_id(str(block.get("value", ""))) or binding
+    return binding
 
 
 def _absent() -> Verification:

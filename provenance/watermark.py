@@ -4,24 +4,30 @@ Life cycle of the mark::
 
     video id (16 hex) ─> 64 bits + CRC-16 ─> ±1 per bit ─> spread over a canonical grid
     (~2300 cells, 400 for small videos; each cell belongs to one bit, keyed ±1 sign)
-      embed:   grid ─> upsample to the frame size (flat cells, soft edges) ─> weighted by
-               local texture ─> ONE additive luma pattern P per video; frame t gets c(t)·P,
-               with the temporal code c = (+,-,+,-) over the four quarters of the clip;
-               bits that moving content argues against get more amplitude (informed)
-      extract: frames of any size ─> luma ─> box-downsample to each grid ─> Σ c(t)·grid(t)
-               ─> high-pass ─> correlate each bit's cells ─> CRC (flipping up to 5 weakest
-               bits) ─> id, or None
+      embed:   grid ─> more amplitude on calm cells, less on busy ones ─> upsample to the
+               frame size (flat cells, soft edges) ─> ONE additive luma pattern P per
+               video, added unchanged to every frame; what the picture itself says about
+               each bit is measured and cancelled in P (informed embedding)
+      extract: frames of any size ─> luma ─> box-downsample to each grid ─> mean over all
+               frames ─> high-pass, divided by its local level ─> correlate each bit's
+               cells ─> CRC (flipping up to 5 weakest bits) ─> id, or None
 
-Why a temporal code: the picture itself correlates with any spatial carrier far more than a
-2-grey-level mark can, but the clip is a near-still photo, so Σ c(t)·frame(t) cancels the
-picture (c sums to zero) and leaves the mark; c is also orthogonal to a loop's slowest sway
-and zoom. What moving regions (drifting clouds) leave behind, the embedder measures on 12
-frames and outweighs bit by bit. The flips are hard: a gradual ramp is skipped by H.264's
-inter prediction and lost.
-Why it survives: the grid is defined relative to the frame, so a 50% downscale maps onto the
-same grid; a cell is ~20 px at 720p, coarse enough for H.264's quantiser; all frames are
-summed. Why it is invisible: a couple of grey levels, soft-edged, leaning on texture, PSNR
->= 40 dB enforced. A wrong read is rejected by the CRC and a sharpness test, not returned.
+Why constant in time: a still area must stay still. The earlier design (com.alive.wm.v1)
+flipped P's sign over the clip's quarters so that a frame sum cancelled the picture; each
+flip moved every still pixel by 2P, a visible pulse (worst 8x8-averaged luma step 3.99 grey
+levels on a motionless clip). Now P never changes, so a still pixel changes only by the
+encoder's own noise.
+Why the picture does not drown the mark: the reader suppresses the picture twice, by a
+high-pass (cell minus its neighbours' mean: most picture energy is smoother than a cell)
+and by correlating with ~29 randomly signed cells per bit. What is left, the picture's
+own projection on each bit, the embedder knows exactly (it holds the frames, moving ones
+included) and subtracts from P, so every bit reads at about the same level whatever the
+photo (informed embedding; each bit's correction is a few tenths of a grey level).
+Why it survives: the grid is defined relative to the frame, so a downscale maps onto the
+same grid; a cell is ~20 px at 720p, coarse enough for H.264's quantiser; nothing depends
+on which frames a copy keeps, so a re-cut loop reads like the whole clip. Why it is
+invisible: a couple of grey levels, soft-edged, constant in time,
+PSNR >= 40 dB enforced. A wrong read is rejected by the CRC and a sharpness test.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import binascii
 import hashlib
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,7 +44,9 @@ import av
 import cv2
 import numpy as np
 
-ALG = "com.alive.wm.v1"
+# The soft-binding algorithm name in the C2PA manifest; also seeds the carriers, so a new
+# version of the mark reads nothing from another version's files.
+ALG = "io.alive.lumamark.1"
 # Canonical grids (cell counts; the shape follows the aspect ratio). Videos whose short side
 # is under SMALL_SIDE use the coarse one so a cell stays >= ~8 px; readers try both.
 CELLS = 48 * 48
@@ -46,22 +55,28 @@ SMALL_SIDE = 400
 ID_BITS = 64
 CRC_BITS = 16
 N_BITS = ID_BITS + CRC_BITS
-AMPLITUDE = 2.4  # grey levels of a cell before texture weighting
+AMPLITUDE = 2.4  # grey levels of a cell before informed embedding
 AMPLITUDE_SMALL = 3.0  # small videos have fewer pixels per bit, so each must say more
-KD = 0.6  # share of the mark's response assumed to survive re-encoding (CRF 28, 50% scale)
-MAX_BOOST = 3.0  # a bit fighting the picture gets at most this many times the amplitude
+WEIGHT_FLOOR = 0.5  # grey levels added to a cell's local high-pass level before dividing
+CELL_WEIGHT_SOFT, CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL = 2.0, 0.5, 1.6
+MAX_CORRECTION = 4.0  # a bit's amplitude after cancelling the picture, in base amplitudes
+BAND = 2.0  # every bit reads between T and BAND·T: a sharp, uniform word
+SOLVE_STEPS = 4  # rounds of informed embedding (the weighted read is nearly linear)
+BUDGET_STEPS = 6  # bisection rounds for the level that fits the PSNR budget
 MIN_PSNR_DB = 40.3  # embed scales the pattern down if it would cost more than this
-MASK_FLOOR, MASK_DIV, MASK_CEIL = 0.5, 8.0, 1.8
 SOFTEN = 0.15  # edge blur of a cell, as a fraction of the cell size
 WORK_CELL_PX = 8  # the pattern is drawn at a resolution with this many pixels per cell
 N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials)
-# Sharpness of unmarked pictures, 10,500 carrier draws per grid (fine / coarse): mean
-# 1.38 / 1.15, P(>= 1.6) 5.5% / 0.6%, P(>= 2.0) 1e-4 / 0, max 2.01 / 1.79. With the CRC
-# (2^-16 per word tried) that is ~2e-6 false ids per unmarked video, ids a database lookup
-# then also has to find.
+# Sharpness of unmarked pictures under this reader, 21 photos x 2 sizes x both grids x 300
+# carrier draws (25,200 reads; `python -m provenance.bench --only false-ids --draws 300`):
+# mean 1.47, P(>= 1.6) 16.5%, P(>= 2.0) 0.04%, max 2.07, no id returned. With the CRC
+# (2^-16 per word tried, 2^5 words once flips are allowed) that is ~3e-6 false ids per grid
+# level read, ids a database lookup then also has to find.
 MIN_SHARPNESS_AS_READ = 1.6  # enough when the word passes the CRC without any flip
 MIN_SHARPNESS = 2.0  # needed before trying flips
-MIN_SHARPNESS_ROTATED = 2.4  # for reads with a rotated temporal code (many more tries)
+# Crop-search guesses: no unmarked read in the census came near 2.4 (max 2.07).
+MIN_SHARPNESS_SEARCH = 2.4
+CROP_SHARES = tuple(round(0.01 * i, 2) for i in range(2, 13))  # 2% .. 12% cut, centred
 NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 3.4  # strength 0 and 1
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _NEIGHBOURS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32) / 4
@@ -125,12 +140,6 @@ def _carriers(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return bit_of.astype(np.int64), sign.astype(np.float32), count
 
 
-def temporal_code(n_frames: int) -> np.ndarray:
-    """+1/-1 per frame over four equal quarters (+,-,+,-): sums to zero, loops seamlessly."""
-    t = (np.arange(n_frames) + 0.5) / max(n_frames, 1)
-    return np.where(np.sin(4 * np.pi * t) >= 0, 1.0, -1.0).astype(np.float32)
-
-
 def _to_grid(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Box-average a luma (H, W) or RGB (H, W, 3) frame down to the grid, as luma."""
     small = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
@@ -140,57 +149,49 @@ def _to_grid(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _highpass(grid: np.ndarray) -> np.ndarray:
-    # Cell minus the mean of its 4 neighbours: what is left of the picture after the temporal
-    # code is smooth at this scale, while the carriers are independent from cell to cell.
+    # Cell minus the mean of its 4 neighbours: most of the picture is smooth at this scale,
+    # while the carriers are independent from cell to cell.
     return grid - cv2.filter2D(grid, -1, _NEIGHBOURS, borderType=cv2.BORDER_REFLECT)
 
 
+def _weighted_highpass(grid: np.ndarray) -> np.ndarray:
+    """High-passed cells, each divided by its neighbourhood's own high-pass level.
+
+    The photo's statistics decide what a cell is worth: where the picture is busy (edges,
+    texture) a cell says mostly picture and counts little; where it is calm the mark
+    dominates and counts fully. Dividing by the local level also makes the read independent
+    of contrast and gamma changes.
+    """
+    hp = _highpass(grid)
+    # cv2's running-sum blur can dip a hair below zero on flat areas.
+    energy = cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT)
+    level = np.sqrt(np.maximum(energy, 0.0))
+    return hp / (level + WEIGHT_FLOOR)
+
+
 def soft_bits(grid: np.ndarray) -> np.ndarray:
-    """Per bit: mean of (high-passed cell × sign); its sign is the bit."""
+    """Per bit: mean of (weighted high-passed cell × sign); its sign is the bit."""
     bit_of, sign, count = _carriers(grid.shape)
-    prod = (_highpass(grid) * sign).ravel().astype(np.float64)
+    prod = (_weighted_highpass(grid) * sign).ravel().astype(np.float64)
     return np.bincount(bit_of.ravel(), prod, minlength=N_BITS) / count
 
 
 # ---- embedding ------------------------------------------------------------------------
 
 
-def _texture_mask(small: np.ndarray) -> np.ndarray:
-    """Amplitude weight (mean 1) at the working resolution: more in busy areas, less in sky."""
-    small = small.astype(np.float32)
-    mu = cv2.blur(small, (5, 5))
-    var = cv2.blur(small * small, (5, 5)) - mu * mu
-    activity = np.sqrt(np.maximum(var, 0.0))
-    mask = np.clip(MASK_FLOOR + activity / MASK_DIV, MASK_FLOOR, MASK_CEIL)
-    mask = cv2.GaussianBlur(mask, (0, 0), 2.0)
-    return mask / float(mask.mean())
+def _host_grid(frames: np.ndarray, shape: tuple[int, int], picks: int = 12) -> np.ndarray:
+    """The frame-averaged grid the reader will see before the mark: the picture's own say.
 
-
-def _host_residual(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """What the picture itself leaves after the temporal code, as the reader will see it.
-
-    A still photo leaves nothing; drifting clouds or water leave a little. Three frames per
-    quarter (mid-points of its thirds) estimate it well for smooth motion, at a tenth of
-    the cost of reading every frame.
+    Read exactly as the reader reads (the cancellation is only as good as this estimate);
+    ``picks`` evenly spaced frames suffice for a loop's slow motion (a still clip needs one).
     """
     n = len(frames)
-    code = temporal_code(n)
-    picks = sorted(
-        {min(n - 1, int((q + (j + 0.5) / 3) / 4 * n)) for q in range(4) for j in range(3)}
-    )
-    weights = code[picks]
-    acc = np.zeros(shape, np.float32)
-    rows, cols = shape
-    for index, weight in zip(picks, weights, strict=True):
-        # A bilinear pre-shrink to 4 px per cell is 6x cheaper than a full box average and
-        # agrees with it to 0.997 in the bits' terms: plenty for an estimate.
-        small = cv2.resize(frames[index], (4 * cols, 4 * rows), interpolation=cv2.INTER_LINEAR)
-        acc += weight * _to_grid(small, shape)
-    return acc / float(np.sum(weights * weights))
+    indices = sorted({round(i * (n - 1) / max(1, picks - 1)) for i in range(min(n, picks))})
+    return np.mean([_reader_grids(frames[i])[shape] for i in indices], axis=0)
 
 
 def make_pattern(frames: np.ndarray, video_id: str) -> np.ndarray:
-    """The int16 (H, W) luma pattern P; frame t receives temporal_code(T)[t]·P."""
+    """The int16 (H, W) luma pattern P that every frame receives unchanged."""
     bits = id_to_bits(video_id)
     h, w = frames.shape[1:3]
     rows, cols = embed_grid_shape(h, w)
@@ -198,28 +199,115 @@ def make_pattern(frames: np.ndarray, video_id: str) -> np.ndarray:
     # Drawn at a reduced resolution (WORK_CELL_PX per cell) and upsampled once: the pattern
     # is smooth, and a full-resolution blur would cost more than the whole embedding should.
     ws = (min(w, cols * WORK_CELL_PX), min(h, rows * WORK_CELL_PX))
-    middle = frames[len(frames) // 2]
-    luma = cv2.cvtColor(middle, cv2.COLOR_RGB2GRAY) if middle.ndim == 3 else middle
-    mask = _texture_mask(cv2.resize(luma, ws, interpolation=cv2.INTER_AREA))
     blur = max(0.5, SOFTEN * WORK_CELL_PX)
+    host = _host_grid(frames, (rows, cols))
+    weight = _cell_weights(host)
 
     def draw(amp: np.ndarray) -> np.ndarray:
-        grid = (amp[bit_of] * sign).astype(np.float32)
+        grid = (amp[bit_of] * sign * weight).astype(np.float32)
         cells = cv2.resize(grid, ws, interpolation=cv2.INTER_NEAREST)
-        return cv2.GaussianBlur(cells, (0, 0), blur) * mask
+        return cv2.GaussianBlur(cells, (0, 0), blur)
 
     amplitude = AMPLITUDE_SMALL if _is_small(h, w) else AMPLITUDE
-    # Informed embedding: where motion leaves picture energy that argues against a bit, that
-    # bit gets more amplitude, enough to win even after re-encoding shrinks the mark (KD).
-    gain = float(np.mean(soft_bits(_to_grid(draw(bits), (rows, cols))) * bits))
-    against = np.maximum(0.0, -bits * soft_bits(_host_residual(frames, (rows, cols))))
-    amp = bits * np.minimum(amplitude + against / (max(gain, 0.1) * KD), MAX_BOOST * amplitude)
-    pattern = cv2.resize(draw(amp), (w, h), interpolation=cv2.INTER_LINEAR)
-    rms = float(np.sqrt(np.mean(pattern * pattern)))
     max_rms = 255.0 / 10 ** (MIN_PSNR_DB / 20)
-    if rms > max_rms:
+
+    def solve(level: float) -> np.ndarray:
+        amp = _informed_amplitudes(host, bits, level, lambda a: _to_grid(draw(a), (rows, cols)))
+        return draw(amp)
+
+    pattern = solve(amplitude)
+    if _rms(pattern) > max_rms:
+        # Over the PSNR budget: lower the level every bit reads at and solve again, so the
+        # picture's share stays cancelled (scaling the pattern would let it speak again).
+        low, high, best = 0.0, amplitude, None
+        for _ in range(BUDGET_STEPS):
+            level = (low + high) / 2
+            trial = solve(level)
+            if _rms(trial) <= max_rms:
+                low, best = level, trial
+            else:
+                high = level
+        # Even the lowest level over budget (a very busy photo): scaled down below.
+        pattern = best if best is not None else solve(high)
+    pattern = cv2.resize(pattern, (w, h), interpolation=cv2.INTER_LINEAR)
+    if (rms := _rms(pattern)) > max_rms:
         pattern *= max_rms / rms
     return np.rint(pattern).astype(np.int16)
+
+
+def _cell_weights(host: np.ndarray) -> np.ndarray:
+    """Amplitude per cell, mean 1: the reader discounts busy cells, so the PSNR budget goes
+    where it counts (calm cells get up to CELL_WEIGHT_CEIL, busy ones down to the floor)."""
+    hp = _highpass(host)
+    level = np.sqrt(np.maximum(cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT), 0.0))
+    weight = 1.0 / (level + WEIGHT_FLOOR + CELL_WEIGHT_SOFT)
+    weight = np.clip(weight / float(weight.mean()), CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL)
+    return (weight / float(weight.mean())).astype(np.float32)
+
+
+def _rms(pattern: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pattern * pattern)))
+
+
+def _informed_amplitudes(
+    host: np.ndarray, bits: np.ndarray, level: float, render: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Per-bit amplitudes, as small as they can be, so that the reader, looking at picture +
+    mark, reads every bit on its side at a level between T and 2T, T being what a plain
+    ``level`` mark reads on average.
+
+    A bit the picture already reads right within that band costs nothing; one it reads
+    wrong (or too loud, which would spoil the sharpness test) gets just what moves it into
+    the band. ``render`` maps amplitudes to the mark's grid. A few Newton-like rounds: the
+    weighted read is close to linear in a bit's amplitude, with the average gain as slope.
+    """
+    plain = soft_bits(host)
+    response = soft_bits(host + render(bits * level)) - plain
+    gain = max(float(np.mean(response * bits)) / max(level, 1e-6), 1e-6)
+    floor = gain * level
+    limit = MAX_CORRECTION * level
+    amp = np.zeros_like(bits)
+    read = plain
+    for _ in range(SOLVE_STEPS):
+        wanted = bits * np.clip(bits * read, floor, BAND * floor)
+        amp = np.clip(amp + (wanted - read) / gain, -limit, limit)
+        read = soft_bits(host + render(amp))
+    return amp
+
+
+def _cell_weights(host: np.ndarray) -> np.ndarray:
+    """Amplitude per cell, mean 1: the reader discounts busy cells, so the PSNR budget goes
+    where it counts (calm cells get up to CELL_WEIGHT_CEIL, busy ones down to the floor)."""
+    hp = _highpass(host)
+    level = np.sqrt(np.maximum(cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT), 0.0))
+    weight = 1.0 / (level + WEIGHT_FLOOR + CELL_WEIGHT_SOFT)
+    weight = np.clip(weight / float(weight.mean()), CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL)
+    return (weight / float(weight.mean())).astype(np.float32)
+
+
+def _rms(pattern: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pattern * pattern)))
+
+
+def _informed_amplitudes(
+    host: np.ndarray, bits: np.ndarray, amplitude: float, render: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Per-bit amplitudes so that the reader, looking at picture + mark, reads every bit at
+    the level a plain ``amplitude`` mark reads on average: the picture's say is cancelled.
+
+    ``render`` maps amplitudes to the mark's grid. A few Newton-like rounds: the weighted
+    read is close to linear in a bit's amplitude, with the average gain as the slope.
+    """
+    plain = soft_bits(host)
+    amp = bits * amplitude
+    response = soft_bits(host + render(amp)) - plain
+    gain = max(float(np.mean(response * bits)) / amplitude, 1e-6)
+    target = bits * gain * amplitude
+    limit = MAX_CORRECTION * amplitude
+    for _ in range(SOLVE_STEPS):
+        read = soft_bits(host + render(amp))
+        amp = np.clip(amp + (target - read) / gain, -limit, limit)
+    return amp
 
 
 @dataclass(frozen=True)
@@ -228,12 +316,12 @@ class LumaMark:
 
     About three times cheaper than embed() on RGB when the encoder converts to I420 anyway:
     ``mark = LumaMark.plan(frames, video_id)`` once, then ``mark.apply(y, t)`` per frame
-    (y = the top H rows of the I420 buffer, modified in place).
+    (y = the top H rows of the I420 buffer, modified in place). Every frame gets the same
+    pattern; ``t`` is accepted for the encoder's hook contract.
     """
 
     pos: np.ndarray
     neg: np.ndarray
-    code: np.ndarray
 
     @classmethod
     def plan(cls, frames: np.ndarray, video_id: str) -> LumaMark:
@@ -241,29 +329,26 @@ class LumaMark:
         return cls(
             pos=np.clip(pattern, 0, 255).astype(np.uint8),
             neg=np.clip(-pattern, 0, 255).astype(np.uint8),
-            code=temporal_code(len(frames)),
         )
 
     def apply(self, y_plane: np.ndarray, frame_index: int) -> None:
-        up, down = (self.pos, self.neg) if self.code[frame_index] > 0 else (self.neg, self.pos)
-        cv2.add(y_plane, up, dst=y_plane)
-        cv2.subtract(y_plane, down, dst=y_plane)
+        # Saturating adds of the positive and negative halves: no int16 copy of the frame.
+        cv2.add(y_plane, self.pos, dst=y_plane)
+        cv2.subtract(y_plane, self.neg, dst=y_plane)
 
 
 def embed(frames: np.ndarray, video_id: str) -> None:
     """Add the watermark for ``video_id`` in place to (T, H, W, 3) uint8 RGB frames."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError("frames must be a (T, H, W, 3) uint8 RGB array")
-    if len(frames) < 4:
-        raise ValueError("the watermark needs at least 4 frames")
+    if len(frames) < 1:
+        raise ValueError("the watermark needs at least 1 frame")
     pattern = make_pattern(frames, video_id)
-    # Saturating adds of the positive and negative halves: no int16 copy of the video.
     pos = np.repeat(np.clip(pattern, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
     neg = np.repeat(np.clip(-pattern, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
-    for frame, c in zip(frames, temporal_code(len(frames)), strict=True):
-        up, down = (pos, neg) if c > 0 else (neg, pos)
-        cv2.add(frame, up, dst=frame)
-        cv2.subtract(frame, down, dst=frame)
+    for frame in frames:
+        cv2.add(frame, pos, dst=frame)
+        cv2.subtract(frame, neg, dst=frame)
 
 
 # ---- extraction -----------------------------------------------------------------------
@@ -280,22 +365,21 @@ def _sharpness(soft: np.ndarray) -> float:
 
 
 def decode_from_grid(grid: np.ndarray, strict: bool = False) -> tuple[str | None, float]:
-    """Code-summed grid -> (id, strength), flipping up to N_ERASE least reliable bits.
+    """Frame-averaged grid -> (id, strength), flipping up to N_ERASE least reliable bits.
 
     An unmarked picture passes the CRC by luck with p = 2^-16 per trial word, so the bar on
-    sharpness is low for the word as read and high once flips are needed: together about
-    2e-6 false ids per unmarked video.
+    sharpness is low for the word as read and high once flips are needed. ``strict`` (for
+    the many guesses of a crop search): a bar no unmarked picture reached in the census.
     """
     soft = soft_bits(grid)
     sharp = _sharpness(soft)
     strength = float(np.clip((sharp - NOISE_SHARPNESS) / (SURE_SHARPNESS - NOISE_SHARPNESS), 0, 1))
     signs = np.where(soft > 0, 1.0, -1.0)
-    as_read_bar = MIN_SHARPNESS_ROTATED if strict else MIN_SHARPNESS_AS_READ
-    if sharp >= as_read_bar and (video_id := bits_to_id(signs)) is not None:
+    if strict and sharp < MIN_SHARPNESS_SEARCH:
+        return None, strength
+    if sharp >= MIN_SHARPNESS_AS_READ and (video_id := bits_to_id(signs)) is not None:
         return video_id, strength
-    # Rotated reads get no flips: a quarter-loop rotation reads the complement of the word,
-    # which the CRC rejects as read but a few flips might not.
-    if strict or sharp < MIN_SHARPNESS:
+    if sharp < MIN_SHARPNESS:
         return None, strength
     weakest = np.argsort(np.abs(soft))[:N_ERASE]
     # Fewest flips first: the most likely word that passes the CRC wins.
@@ -310,46 +394,85 @@ def decode_from_grid(grid: np.ndarray, strict: bool = False) -> tuple[str | None
     return None, strength
 
 
+def _grid_shapes(height: int, width: int) -> list[tuple[int, int]]:
+    return [grid_shape(height, width, cells) for cells in (CELLS, CELLS_SMALL)]
+
+
+def _shrink(image: np.ndarray) -> np.ndarray:
+    """A frame (luma or RGB) as float32 luma at ~4 px per fine cell: enough for both grids.
+
+    One full-size resize, then both grids from that: the box averages barely change and a
+    second full-size pass would double the cost.
+    """
+    h, w = image.shape[:2]
+    rows, cols = _grid_shapes(h, w)[0]
+    if h > 4 * rows and w > 4 * cols:
+        image = cv2.resize(image, (4 * cols, 4 * rows), interpolation=cv2.INTER_AREA)
+    image = image.astype(np.float32)
+    return image @ _LUMA if image.ndim == 3 else image
+
+
+def _reader_grids(image: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    """One frame (luma or RGB) box-averaged to both grid levels."""
+    small = _shrink(image)
+    return {shape: _to_grid(small, shape) for shape in _grid_shapes(*image.shape[:2])}
+
+
+def _uncrop(small: np.ndarray, size: tuple[int, int], share: float) -> list[np.ndarray]:
+    """Both grids of the frame this one would be the centre of, had ``share`` of its width
+    and height been cropped away (the lost border filled with the nearest pixels)."""
+    h, w = size
+    sh, sw = small.shape
+    big_h, big_w = round(sh / (1 - share)), round(sw / (1 - share))
+    top, left = (big_h - sh) // 2, (big_w - sw) // 2
+    padded = cv2.copyMakeBorder(small, top, big_h - sh - top, left, big_w - sw - left,
+                                cv2.BORDER_REPLICATE)
+    shapes = _grid_shapes(round(h / (1 - share)), round(w / (1 - share)))
+    return [_to_grid(padded, shape) for shape in shapes]
+
+
 class _GridSums:
-    """Accumulates Σ c(t)·grid(t) for both grid levels as frames stream past."""
+    """Accumulates the frames (shrunk to luma at ~4 px per cell) as they stream past."""
 
     def __init__(self) -> None:
-        self.grids: dict[tuple[int, int], list[np.ndarray]] = {}
+        self.total: np.ndarray | None = None
+        self.size = (0, 0)
+        self.count = 0
 
     def add(self, image: np.ndarray) -> None:
-        h, w = image.shape[:2]
-        shapes = [grid_shape(h, w, cells) for cells in (CELLS, CELLS_SMALL)]
-        # One full-size resize to 4 px per fine cell, then both grids from that: the box
-        # averages barely change and a second full-size pass would double the cost.
-        rows, cols = shapes[0]
-        if h > 4 * rows and w > 4 * cols:
-            image = cv2.resize(image, (4 * cols, 4 * rows), interpolation=cv2.INTER_AREA)
-        for shape in shapes:
-            self.grids.setdefault(shape, []).append(_to_grid(image, shape))
+        small = _shrink(image)
+        if self.total is None:
+            self.total, self.size = small, image.shape[:2]
+        elif small.shape == self.total.shape:
+            self.total += small
+        else:
+            return  # a frame of another size (never in a real video): not this picture
+        self.count += 1
 
-    def summed(self, shift: int = 0) -> list[np.ndarray]:
-        """Σ c(t)·grid(t) per grid level; ``shift`` rotates the code for loops cut elsewhere."""
-        out = []
-        for grids in self.grids.values():
-            if len(grids) < 4:
-                raise ValueError("need at least 4 frames to read the watermark")
-            code = np.roll(temporal_code(len(grids)), shift)
-            out.append(np.tensordot(code, np.stack(grids), axes=1) / float(np.sum(code * code)))
-        return out
+    def mean(self) -> np.ndarray:
+        """The mean frame: the constant mark adds up, encoder noise and motion average out."""
+        if self.total is None:
+            raise ValueError("need at least 1 frame to read the watermark")
+        return self.total / self.count
+
+    def averaged(self) -> list[np.ndarray]:
+        """The mean frame's grid per grid level."""
+        mean = self.mean()
+        return [_to_grid(mean, shape) for shape in _grid_shapes(*self.size)]
 
     def decode(self) -> tuple[str | None, float]:
         best: tuple[str | None, float] = (None, 0.0)
-        for summed in self.summed():
-            found = decode_from_grid(summed)
+        for grid in self.averaged():
+            found = decode_from_grid(grid)
             if found[0] is not None:
                 return found
             best = max(best, found, key=lambda f: f[1])
-        # A loop re-cut to start elsewhere (or a screen recording) misaligns the code: try
-        # every rotation, but only with the strict bar, since each one is another lottery.
-        n = len(next(iter(self.grids.values())))
-        for shift in range(1, n):
-            for summed in self.summed(shift):
-                found = decode_from_grid(summed, strict=True)
+        # A cropped copy moves the grid: guess how much was cut (centred crops only), with
+        # the strict bar, since every guess is another lottery ticket.
+        mean = self.mean()
+        for share in CROP_SHARES:
+            for grid in _uncrop(mean, self.size, share):
+                found = decode_from_grid(grid, strict=True)
                 if found[0] is not None:
                     return found
         return best
@@ -396,7 +519,7 @@ def bit_accuracy(frames: np.ndarray | bytes, video_id: str, max_frames: int = 72
     """Share of the 80 payload bits read correctly before any CRC repair (best grid level)."""
     truth = id_to_bits(video_id)
     return max(
-        float(np.mean(np.sign(soft_bits(g)) == truth)) for g in _sums(frames, max_frames).summed()
+        float(np.mean(np.sign(soft_bits(g)) == truth)) for g in _sums(frames, max_frames).averaged()
     )
 
 
@@ -406,7 +529,7 @@ def extract_video_id(frames: np.ndarray | bytes, max_frames: int = 72) -> tuple[
     Returns (id, confidence). An id is only returned when the CRC and the sharpness bar agree
     (~2e-6 false ids per unmarked video; look the id up before believing it); confidence in
     [0, 1] is the mark's strength (1.0 for our own files, lower after heavy re-encoding).
-    Raises ValueError for undecodable input or fewer than 4 frames.
+    Raises ValueError for undecodable input.
     """
     return _sums(frames, max_frames).decode()
 

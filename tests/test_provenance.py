@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -106,6 +107,20 @@ def test_signed_video_is_trusted_by_the_c2pa_reader_and_says_ai_generated(
     assert "user" not in text and "caption" not in text
 
 
+def test_the_manifest_declares_the_watermark_as_a_soft_binding_other_verifiers_can_read(
+    signed: bytes, keys: Path
+) -> None:
+    store, _ = _read(signed, dev_root_pem(keys))
+    manifest = store["manifests"][store["active_manifest"]]
+    [binding] = [a["data"] for a in manifest["assertions"] if a["label"] == "c2pa.soft-binding"]
+    # The spec's soft-binding-map: alg, blocks of {scope, value (bytes)}, pad (bytes).
+    assert binding["alg"] == wm.ALG == "io.alive.lumamark.1"
+    [block] = binding["blocks"]
+    assert block["scope"] == {}  # the whole clip: the mark is the same in every frame
+    assert base64.b64decode(block["value"]).hex() == VIDEO_ID  # c2pa shows bytes as base64
+    assert "pad" in binding and binding["name"].startswith("Alive LumaMark")
+
+
 def test_verify_reports_trust_signer_parameters_and_the_watermark(
     signed: bytes, keys: Path
 ) -> None:
@@ -116,6 +131,7 @@ def test_verify_reports_trust_signer_parameters_and_the_watermark(
     assert v.manifest_id and v.manifest_id.startswith("urn:c2pa:")
     assert v.params["seed"] == 42 and v.failures == ()
     assert v.soft_binding_video_id == VIDEO_ID == v.watermark_video_id
+    assert v.params["soft_binding"] == f"{wm.ALG} {VIDEO_ID}"
     # Without our root the signature still checks out but nobody vouches for the signer.
     assert verify_mp4(signed, None, watermark=False).state == "Valid"
 
@@ -284,6 +300,21 @@ def test_a_loop_recut_to_start_elsewhere_still_names_the_video(clip: np.ndarray)
     wm.embed(frames, VIDEO_ID)
     recut = np.roll(frames, -5, axis=0)
     assert wm.extract_video_id(encode_mp4(recut, crf=26, preset="ultrafast"))[0] == VIDEO_ID
+
+
+def test_a_copy_with_five_percent_cropped_off_still_names_the_video(marked_mp4: bytes) -> None:
+    frames = wm.decode_mp4_frames(marked_mp4)
+    h, w = frames.shape[1:3]
+    dy, dx = round(h * 0.025), round(w * 0.025)
+    cropped = np.ascontiguousarray(frames[:, dy : h - dy, dx : w - dx])
+    assert wm.extract_video_id(encode_mp4(cropped, crf=23, preset="ultrafast"))[0] == VIDEO_ID
+
+
+def test_a_video_marked_with_another_id_never_reads_as_this_one(clip: np.ndarray) -> None:
+    frames = clip.copy()
+    wm.embed(frames, "ffee0011aabb2233")
+    found, _ = wm.extract_video_id(reencode(encode_mp4(frames, crf=23), 28, 0.5))
+    assert found == "ffee0011aabb2233"
 
 
 def test_unmarked_video_yields_no_id(clip: np.ndarray) -> None:
