@@ -12,6 +12,7 @@ import pytest
 from alive_service import moderation as mod
 from alive_service import pages
 from alive_service.store import NotFound, SqlStore, new_id, upgrade
+from tests.conftest import enrol_moderators
 from tests.test_store import a_video
 
 
@@ -74,7 +75,7 @@ def test_a_photo_shared_with_another_live_video_is_not_erased(store: SqlStore) -
 
 
 def test_a_reported_video_is_held_as_evidence_until_the_report_is_dismissed(
-    store: SqlStore,
+    store: SqlStore, tmp_path: Path,
 ) -> None:
     owner = new_id("u")
     mp4 = b"reported " + new_id().encode()
@@ -86,27 +87,33 @@ def test_a_reported_video_is_held_as_evidence_until_the_report_is_dismissed(
     assert held is not None and held.deleted_at is not None and held.erased_at is None
     assert store.read_mp4(held) == mp4  # the moderator can still watch it
     assert store.list_videos(owner, 10) == []  # the owner cannot
-    mod.claim(store, "mod1", video.id)
-    mod.resolve(store, "mod1", video.id, "dismiss")
+    mod1 = enrol_moderators(store, tmp_path, "mod1")["mod1"]
+    mod.claim(store, mod1, video.id)
+    mod.resolve(store, mod1, video.id, "dismiss")
     released = store.get_video(video.id)
     assert released is not None and released.erased_at is not None
     assert [e.action for e in store.events_for(video.id)] == [
         "owner_delete", "claim", "dismiss", "hold_released"]
+    # The owner's deletion and the end of the hold are links of the tamper-evident log too.
+    admin = (tmp_path / "auth" / "moderation-admin.pub").read_text()
+    audit = mod.audit(store, admin)
+    assert audit.ok, audit.problems
 
 
 def test_a_taken_down_video_keeps_its_media_after_the_owner_deletes_it(
-    store: SqlStore,
+    store: SqlStore, tmp_path: Path,
 ) -> None:
+    moderators = enrol_moderators(store, tmp_path, "mod1", "mod2")
     owner = new_id("u")
     video = store.add_video(a_video(owner), b"bad " + new_id().encode(), b"p " + new_id().encode())
     store.upsert_report(video.id, "carol", "violence", "")
-    mod.claim(store, "mod1", video.id)
-    mod.resolve(store, "mod1", video.id, "takedown", note="graphic violence")
+    mod.claim(store, moderators["mod1"], video.id)
+    mod.resolve(store, moderators["mod1"], video.id, "takedown", note="graphic violence")
     assert store.delete_video(video.id, owner).hold == "takedown"
     kept = store.get_video(video.id)
     assert kept is not None and kept.erased_at is None and store.read_mp4(kept)
     # A restore ends the reason to keep it: the owner's deletion then takes effect.
-    mod.restore(store, "mod2", video.id, note="on appeal")
+    mod.restore(store, moderators["mod2"], video.id, note="on appeal")
     restored = store.get_video(video.id)
     assert restored is not None and restored.erased_at is not None
     assert restored.deleted_at is not None  # restored, but still deleted by its owner
