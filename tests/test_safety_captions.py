@@ -17,7 +17,7 @@ from safety.normalize import views
 from safety.policy import DEFAULT_POLICY, load_policy
 from tests.conftest import models_with
 
-SAFETY_FILES = ("minilm.onnx", "minilm_tokenizer.json", "caption_heads.npz", "nudenet_320n.onnx")
+SAFETY_FILES = ("e5.onnx", "e5_tokenizer.json", "caption_heads.npz", "nudenet_320n.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,9 @@ def test_every_decision_records_the_policy_version_and_all_scores(
     json.dumps(record)  # storable as is
     assert record["policy_version"] == load_policy().version
     checks = {c["check"]: c for c in record["checks"]}
-    assert set(checks) == {"caption_rules", "caption_semantic", "caption_profanity"}
+    assert set(checks) == {
+        "caption_rules", "caption_semantic", "caption_person", "caption_profanity"
+    }
     assert set(checks["caption_semantic"]["scores"]) >= {"sexual", "threats", "self_harm"}
 
 
