@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from safety.caption import HEADS_FILE, PERSON_FILE, PUBLIC_FIGURE, CaptionHeads
+from safety.caption import HARM_FILE, HARMFUL, HEADS_FILE, PERSON_FILE, PUBLIC_FIGURE, CaptionHeads
 from safety.dataset import TRAIN_FILE, training_captions
 from safety.names import person_captions
 from safety.normalize import readable
@@ -47,6 +47,12 @@ def train_heads(embeddings: np.ndarray, labels: list[str]) -> CaptionHeads:
     )
 
 
+def train_harm_head(embeddings: np.ndarray, labels: list[str]) -> CaptionHeads:
+    """Harmful (any category) vs benign: one head that learns from every category's rows."""
+    w, b = _fit(embeddings, np.array(labels) != "benign")
+    return CaptionHeads((HARMFUL,), w[None, :], np.array([b]))
+
+
 def train_person_head(embeddings: np.ndarray, labels: np.ndarray) -> CaptionHeads:
     w, b = _fit(embeddings, labels == 1)
     return CaptionHeads((PUBLIC_FIGURE,), w[None, :], np.array([b]))
@@ -60,23 +66,33 @@ def group_folds(groups: list[str], folds: int = CV_FOLDS) -> list[np.ndarray]:
 
 
 def cv_threshold(
-    embeddings: np.ndarray, labels: list[str], groups: list[str], benign_rate: float = 0.03
+    embeddings: np.ndarray,
+    labels: list[str],
+    groups: list[str],
+    real: np.ndarray,
+    benign_rate: float = 0.03,
 ) -> dict:
-    """Threshold on the worst head score that blocks at most ``benign_rate`` of benign captions
-    in cross-validation grouped by family on the train split, and the harmful share blocked
-    there. Evidence for the policy's caption thresholds that never touches a held-out split.
+    """Thresholds that block at most ``benign_rate`` of the real benign captions (``real``
+    masks out the generated people captions) in cross-validation grouped by family on the
+    train split, and the harmful share blocked there: for the worst category head, and for
+    the pooled harmful head. Evidence for the policy's caption thresholds that never touches
+    a held-out split.
     """
     y = np.array(labels)
-    worst = np.zeros(len(y))
+    worst, pooled = np.zeros(len(y)), np.zeros(len(y))
     for test in group_folds(groups):
         heads = train_heads(embeddings[~test], list(y[~test]))
         worst[test] = heads(embeddings[test]).max(axis=1)
-    benign = np.sort(worst[y == "benign"])
-    threshold = float(benign[int(np.ceil(len(benign) * (1 - benign_rate))) - 1]) + 1e-6
-    return {
-        "cv_threshold_at_3pct_benign": round(threshold, 3),
-        "cv_harmful_blocked_at_it": round(float((worst[y != "benign"] >= threshold).mean()), 3),
-    }
+        pooled[test] = train_harm_head(embeddings[~test], list(y[~test]))(embeddings[test])[:, 0]
+    benign, harmful = real & (y == "benign"), y != "benign"
+    out = {}
+    for name, score in (("heads", worst), ("harmful_head", pooled)):
+        ranked = np.sort(score[benign])
+        threshold = float(ranked[int(np.ceil(len(ranked) * (1 - benign_rate))) - 1]) + 1e-6
+        out[f"cv_{name}_threshold_at_3pct_benign"] = round(threshold, 3)
+        blocked = float((score[harmful] >= threshold).mean())
+        out[f"cv_{name}_harmful_blocked_at_it"] = round(blocked, 3)
+    return out
 
 
 def build(out_dir: Path) -> None:
@@ -92,23 +108,31 @@ def build(out_dir: Path) -> None:
     embed = Embedder(out_dir, threads=2)
     people = person_captions()
     person_emb = embed.many([readable(t) for t, _ in people])
-    person_labels = np.array([label for _, label in people])
-    train_person_head(person_emb, person_labels).save(out_dir, PERSON_FILE)
     rows = training_captions()
     # The heads see what the checker scores: the readable reading (emoji as words, ...).
+    caption_emb = embed.many([readable(r.text) for r in rows])
+    # The public-figure head: the name templates, plus every training caption (those labelled
+    # impersonation name real people; the rest, in all languages, mostly name nobody).
+    person_labels = np.array(
+        [label for _, label in people] + [r.label == "deceptive_impersonation" for r in rows]
+    )
+    train_person_head(np.concatenate([person_emb, caption_emb]), person_labels).save(
+        out_dir, PERSON_FILE
+    )
     # Neutral captions naming public figures are benign (a mention is not a harm).
-    embeddings = np.concatenate([embed.many([readable(r.text) for r in rows]), person_emb])
+    embeddings = np.concatenate([caption_emb, person_emb])
     labels = [r.label for r in rows] + ["benign"] * len(people)
     groups = [r.family or r.text for r in rows] + [f"people-{t}" for t, _ in people]
     heads = train_heads(embeddings, labels)
     heads.save(out_dir)
+    train_harm_head(embeddings, labels).save(out_dir, HARM_FILE)
     meta = {
         "heads": HEADS_FILE,
         "train_file": TRAIN_FILE.name,
         "train_sha256": hashlib.sha256(TRAIN_FILE.read_bytes()).hexdigest(),
         "train_rows": len(rows),
         "head_c": HEAD_C,
-        **cv_threshold(embeddings, labels, groups),
+        **cv_threshold(embeddings, labels, groups, np.arange(len(labels)) < len(rows)),
         "built_in_s": round(time.perf_counter() - start, 2),
     }
     (out_dir / "safety_build.json").write_text(json.dumps(meta, indent=2))

@@ -25,6 +25,8 @@ RULES_FILE = Path(__file__).parent / "data" / "caption_rules.toml"
 HEADS_FILE = "caption_heads.npz"
 PERSON_FILE = "person_head.npz"
 PUBLIC_FIGURE = "public_figure"
+HARM_FILE = "harm_head.npz"
+HARMFUL = "harmful"
 # Captions longer than this many words are also scored clause by clause.
 _CLAUSE_WORDS = 12
 
@@ -106,10 +108,17 @@ class CaptionHeads:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def semantic_result(probs: dict[str, float], policy: Policy) -> CheckResult:
+def semantic_result(probs: dict[str, float], harm: float, policy: Policy) -> CheckResult:
+    """Categories whose head reaches its threshold; and when none does but the pooled
+    harmful-vs-benign head reaches ``harmful_threshold``, the likeliest category. The pooled
+    head generalises better to unseen phrasings (it learns from every category's rows); the
+    category heads name the harm."""
     ranked = sorted(probs, key=lambda c: -probs[c])
     hits = [c for c in ranked if probs[c] >= policy.category(c).caption_threshold]
-    return judge("caption_semantic", policy, hits, probs, ranked[0] if ranked else None)
+    if not hits and ranked and harm >= policy.harmful_threshold:
+        hits = ranked[:1]
+    scores = {**probs, HARMFUL: harm}
+    return judge("caption_semantic", policy, hits, scores, ranked[0] if ranked else None)
 
 
 def person_result(
@@ -126,8 +135,10 @@ def person_result(
     """
     present = person >= policy.public_figure_threshold or named
     ratio = max(
-        (p / policy.category(c).caption_threshold for c, p in probs.items()), default=0.0
+        (p / policy.category(c).caption_threshold for c, p in probs.items() if c != HARMFUL),
+        default=0.0,
     )
+    ratio = max(ratio, probs.get(HARMFUL, 0.0) / policy.harmful_threshold)
     hit = present and ratio >= policy.public_figure_factor
     scores = {PUBLIC_FIGURE: person, "capitalised_name": float(named), "harm_ratio": ratio}
     triggered = ["deceptive_impersonation"] if hit else []
@@ -141,6 +152,7 @@ class CaptionChecker:
         self.embed = Embedder(model_dir, threads)
         self.heads = CaptionHeads.load(model_dir)
         self.person = CaptionHeads.load(model_dir, PERSON_FILE)
+        self.harm = CaptionHeads.load(model_dir, HARM_FILE)
         self.profanity = ProfanityModel()
         for c in self.heads.categories:
             policy.category(c)  # fail at start, not per request, if the policy lacks one
@@ -158,20 +170,28 @@ class CaptionChecker:
     def check(self, text: str) -> tuple[CheckResult, ...]:
         if not views(text):
             return ()
-        return self.score(text, self.embed(self.pieces(text)), self.heads)
+        return self.score(text, self.embed(self.pieces(text)))
 
     def score(
-        self, text: str, embeddings: np.ndarray, heads: CaptionHeads
+        self,
+        text: str,
+        embeddings: np.ndarray,
+        heads: CaptionHeads | None = None,
+        harm: CaptionHeads | None = None,
     ) -> tuple[CheckResult, ...]:
         """All caption checks given the e5 embeddings of ``self.pieces(text)`` (the first is
-        the whole readable caption); ``heads`` is a parameter so evaluation can swap in heads
-        trained on cross-validation folds."""
+        the whole readable caption). ``heads`` / ``harm`` default to the built ones; evaluation
+        swaps in heads trained on cross-validation folds."""
+        heads, harm = heads or self.heads, harm or self.harm
         readings = views(text)
         rules = rules_result(readings, self.rules, self.policy)
         probs = heads(embeddings).max(axis=0)
-        scores = {c: float(p) for c, p in zip(self.heads.categories, probs, strict=True)}
-        semantic = semantic_result(scores, self.policy)
+        scores = {c: float(p) for c, p in zip(heads.categories, probs, strict=True)}
+        harm_prob = float(harm(embeddings).max())
+        semantic = semantic_result(scores, harm_prob, self.policy)
         person = float(self.person(embeddings[:1])[0, 0])
-        people = person_result(person, has_capitalised_name(text), scores, self.policy)
+        people = person_result(
+            person, has_capitalised_name(text), {**scores, HARMFUL: harm_prob}, self.policy
+        )
         profanity = profanity_result(float(self.profanity(readings).max()), self.policy)
         return (rules, semantic, people, profanity)

@@ -19,7 +19,7 @@ from safety.normalize import readable
 
 
 def grouped_cv_decisions(checker: CaptionChecker, rows: list[LabelledCaption]) -> list[Decision]:
-    from safety.build import group_folds, train_heads
+    from safety.build import group_folds, train_harm_head, train_heads
 
     pieces = [checker.pieces(r.text) for r in rows]
     flat = [p for ps in pieces for p in ps]
@@ -32,8 +32,8 @@ def grouped_cv_decisions(checker: CaptionChecker, rows: list[LabelledCaption]) -
     for test in group_folds([r.family or r.text for r in rows]):
         x = np.concatenate([whole[~test], people])
         y = [*labels[~test], *["benign"] * len(people)]
-        heads = train_heads(x, y)
+        heads, harm = train_heads(x, y), train_harm_head(x, y)
         for i in np.flatnonzero(test):
-            results = checker.score(rows[i].text, emb[starts[i] : starts[i + 1]], heads)
+            results = checker.score(rows[i].text, emb[starts[i] : starts[i + 1]], heads, harm)
             decisions[i] = decide(results, checker.policy)
     return [d for d in decisions if d is not None]

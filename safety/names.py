@@ -4,8 +4,9 @@ Two signals, both measured in ``alive-safety eval`` (the ``person`` block):
 - the public-figure head, a logistic head over the e5 embedding trained at build time on
   neutral templates filled with public figures (label 1) and ordinary people (label 0), from
   safety/data/people/. It reads lower-case and non-Latin names the model knows.
-- ``has_capitalised_name``: a capitalised word inside a sentence ("make Obama smile",
-  "show Taylor Swift ..."), for names the model does not know.
+- ``has_capitalised_name``: two capitalised words in a row inside a sentence ("show Taylor
+  Swift ...", "make Barack Obama smile"), for names the model does not know. One capitalised
+  word is not enough: German capitalises every noun.
 Neither blocks on its own: safety.caption.person_result combines them with the harm heads.
 """
 
@@ -32,15 +33,22 @@ _WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 _SENTENCE_END = re.compile(r"[.!?:\n]\s*$")
 
 
+def _name_like(word: str) -> bool:
+    return word[0].isupper() and not word.isupper() and word.lower() not in _NOT_NAMES
+
+
 def has_capitalised_name(text: str) -> bool:
-    """True when a capitalised (not all-capital) word appears inside a sentence and is not a
-    common capitalised non-name. Latin, Cyrillic and Greek scripts only (others have no case)."""
+    """True when two capitalised (not all-capital) words follow each other inside a sentence
+    and neither is a common capitalised non-name. Scripts with case only (Latin, Cyrillic,
+    Greek); the public-figure head covers the others."""
     text = unicodedata.normalize("NFKC", text)
-    for match in _WORD.finditer(text):
-        word = match.group(0)
-        if not word[0].isupper() or word.isupper() or word.lower() in _NOT_NAMES:
+    words = list(_WORD.finditer(text))
+    for first, second in zip(words, words[1:], strict=False):
+        if not (_name_like(first.group(0)) and _name_like(second.group(0))):
             continue
-        before = text[: match.start()]
+        if text[first.end() : second.start()].strip():
+            continue  # not adjacent
+        before = text[: first.start()]
         if not before.strip() or _SENTENCE_END.search(before):
             continue  # sentence-initial capitals say nothing
         return True

@@ -77,6 +77,9 @@ class Policy:
     # one, and the share of a harmful category's threshold that then blocks as impersonation.
     public_figure_threshold: float = 0.5
     public_figure_factor: float = 0.6
+    # The pooled harmful-vs-benign caption head's probability that blocks (as the likeliest
+    # category) when no category head reaches its own threshold.
+    harmful_threshold: float = 0.8
 
     def category(self, name: str) -> Category:
         try:
@@ -126,4 +129,5 @@ def load_policy(path: Path | None = None) -> Policy:
         output_frame_samples=int(raw.get("output_frames", {}).get("samples", 4)),
         public_figure_threshold=float(raw.get("caption", {}).get("public_figure_threshold", 0.5)),
         public_figure_factor=float(raw.get("caption", {}).get("public_figure_factor", 0.6)),
+        harmful_threshold=float(raw.get("caption", {}).get("harmful_threshold", 0.8)),
     )
