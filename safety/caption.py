@@ -170,7 +170,9 @@ class CaptionChecker:
     def check(self, text: str) -> tuple[CheckResult, ...]:
         if not views(text):
             return ()
-        return self.score(text, self.embed(self.pieces(text)))
+        # Length-sorted batches: a whole 500-character caption and its short clauses in one
+        # padded batch would cost ten times the caption alone.
+        return self.score(text, self.embed.many(self.pieces(text), batch=8))
 
     def score(
         self,
