@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 PROTO_OUT := alive_service/proto_gen
 PROTO_STAMP := $(PROTO_OUT)/alive/v1/alive_pb2.py
-MODEL_SOURCES := $(shell find alive_service/motion safety -name '*.py' -o -name '*.toml' -o -name '*.jsonl' 2>/dev/null)
+MODEL_SOURCES := $(shell find alive_service/motion safety -name '*.py' -o -name '*.toml' -o -name '*.jsonl' -o -name '*.txt' 2>/dev/null)
 
 .PHONY: setup serve test unit integration smoke models eval bench load lint clean buf promtool \
 	buf-baseline

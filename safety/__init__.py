@@ -1,7 +1,7 @@
 """Safety checks before and after generation (issue 4).
 
 Import-light: names are loaded on first use, and nothing here imports torch (only
-``safety.build`` / ``safety.minilm_export`` / ``safety.mtcnn`` do, at build time).
+``safety.build`` / ``safety.e5_export`` / ``safety.mtcnn`` do, at build time).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Caption checks: obfuscation-aware rules, the profanity SVM and MiniLM category heads.
+"""Caption checks: obfuscation-aware rules, the profanity SVM, multilingual-e5 category heads
+and the real-person check.
 
 Every caption is first expanded into its normalised readings (safety.normalize.views); each
-scorer sees all of them and the worst reading counts.
+scorer sees them and the worst reading counts. The e5 heads read every language the model
+was trained on (about 100); the rules and the profanity SVM are English backstops.
 """
 
 from __future__ import annotations
@@ -15,11 +17,18 @@ import numpy as np
 
 from safety.decision import CheckResult, judge
 from safety.embed import Embedder
-from safety.normalize import clauses, views
+from safety.names import has_capitalised_name
+from safety.normalize import clauses, model_readings, views
 from safety.policy import Policy
 
 RULES_FILE = Path(__file__).parent / "data" / "caption_rules.toml"
 HEADS_FILE = "caption_heads.npz"
+PERSON_FILE = "person_head.npz"
+PUBLIC_FIGURE = "public_figure"
+HARM_FILE = "harm_head.npz"
+HARMFUL = "harmful"
+# Captions longer than this many words are also scored clause by clause.
+_CLAUSE_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -73,20 +82,21 @@ def profanity_result(prob: float, policy: Policy) -> CheckResult:
 
 @dataclass(frozen=True)
 class CaptionHeads:
-    """One logistic-regression head per category over MiniLM embeddings (trained at build)."""
+    """One logistic-regression head per category over e5 embeddings (trained at build; the
+    feature standardisation is folded into the weights)."""
 
     categories: tuple[str, ...]
     weights: np.ndarray  # (C, 384)
     bias: np.ndarray  # (C,)
 
     @classmethod
-    def load(cls, model_dir: Path) -> CaptionHeads:
-        with np.load(Path(model_dir) / HEADS_FILE) as z:
+    def load(cls, model_dir: Path, name: str = HEADS_FILE) -> CaptionHeads:
+        with np.load(Path(model_dir) / name) as z:
             return cls(tuple(str(c) for c in z["categories"]), z["weights"], z["bias"])
 
-    def save(self, model_dir: Path) -> None:
+    def save(self, model_dir: Path, name: str = HEADS_FILE) -> None:
         np.savez(
-            Path(model_dir) / HEADS_FILE,
+            Path(model_dir) / name,
             categories=np.array(self.categories),
             weights=self.weights.astype(np.float32),
             bias=self.bias.astype(np.float32),
@@ -98,10 +108,41 @@ class CaptionHeads:
         return 1.0 / (1.0 + np.exp(-z))
 
 
-def semantic_result(probs: dict[str, float], policy: Policy) -> CheckResult:
+def semantic_result(probs: dict[str, float], harm: float, policy: Policy) -> CheckResult:
+    """Categories whose head reaches its threshold; and when none does but the pooled
+    harmful-vs-benign head reaches ``harmful_threshold``, the likeliest category. The pooled
+    head generalises better to unseen phrasings (it learns from every category's rows); the
+    category heads name the harm."""
     ranked = sorted(probs, key=lambda c: -probs[c])
     hits = [c for c in ranked if probs[c] >= policy.category(c).caption_threshold]
-    return judge("caption_semantic", policy, hits, probs, ranked[0] if ranked else None)
+    if not hits and ranked and harm >= policy.harmful_threshold:
+        hits = ranked[:1]
+    scores = {**probs, HARMFUL: harm}
+    return judge("caption_semantic", policy, hits, scores, ranked[0] if ranked else None)
+
+
+def person_result(
+    person: float, named: bool, probs: dict[str, float], policy: Policy
+) -> CheckResult:
+    """A named real person in a harmful scene, or made to say things, is impersonation.
+
+    ``person`` is the public-figure head's probability, ``named`` whether the caption holds a
+    capitalised personal name. With a person present, any harmful category reaching
+    ``public_figure_factor`` of its threshold blocks as deceptive_impersonation: a famous
+    name pulls the other heads' scores down ("make <pop star> take her top off" reads less
+    sexual than "make her take her top off"), so the bar is lowered, not removed. A neutral
+    mention ("make Obama smile" on a poster) is allowed and recorded.
+    """
+    present = person >= policy.public_figure_threshold or named
+    ratio = max(
+        (p / policy.category(c).caption_threshold for c, p in probs.items() if c != HARMFUL),
+        default=0.0,
+    )
+    ratio = max(ratio, probs.get(HARMFUL, 0.0) / policy.harmful_threshold)
+    hit = present and ratio >= policy.public_figure_factor
+    scores = {PUBLIC_FIGURE: person, "capitalised_name": float(named), "harm_ratio": ratio}
+    triggered = ["deceptive_impersonation"] if hit else []
+    return judge("caption_person", policy, triggered, scores, PUBLIC_FIGURE)
 
 
 class CaptionChecker:
@@ -110,20 +151,49 @@ class CaptionChecker:
         self.rules = load_rules()
         self.embed = Embedder(model_dir, threads)
         self.heads = CaptionHeads.load(model_dir)
+        self.person = CaptionHeads.load(model_dir, PERSON_FILE)
+        self.harm = CaptionHeads.load(model_dir, HARM_FILE)
         self.profanity = ProfanityModel()
         for c in self.heads.categories:
             policy.category(c)  # fail at start, not per request, if the policy lacks one
 
+    def pieces(self, text: str) -> list[str]:
+        """What the e5 heads score: each model reading and, for long captions, its clauses
+        (so a harmful request cannot hide in benign padding)."""
+        out: list[str] = []
+        for reading in model_readings(text):
+            out.append(reading)
+            if len(reading.split()) > _CLAUSE_WORDS:
+                out.extend(clauses(reading))
+        return list(dict.fromkeys(out))
+
     def check(self, text: str) -> tuple[CheckResult, ...]:
-        readings = views(text)
-        if not readings:
+        if not views(text):
             return ()
+        # Length-sorted batches: a whole 500-character caption and its short clauses in one
+        # padded batch would cost ten times the caption alone.
+        return self.score(text, self.embed.many(self.pieces(text), batch=8))
+
+    def score(
+        self,
+        text: str,
+        embeddings: np.ndarray,
+        heads: CaptionHeads | None = None,
+        harm: CaptionHeads | None = None,
+    ) -> tuple[CheckResult, ...]:
+        """All caption checks given the e5 embeddings of ``self.pieces(text)`` (the first is
+        the whole readable caption). ``heads`` / ``harm`` default to the built ones; evaluation
+        swaps in heads trained on cross-validation folds."""
+        heads, harm = heads or self.heads, harm or self.harm
+        readings = views(text)
         rules = rules_result(readings, self.rules, self.policy)
-        # Score whole readings and, for longer captions, each clause of them: worst one counts.
-        pieces = list(dict.fromkeys(readings + [c for r in readings for c in clauses(r)]))
-        probs = self.heads(self.embed(pieces)).max(axis=0)
-        semantic = semantic_result(
-            {c: float(p) for c, p in zip(self.heads.categories, probs, strict=True)}, self.policy
+        probs = heads(embeddings).max(axis=0)
+        scores = {c: float(p) for c, p in zip(heads.categories, probs, strict=True)}
+        harm_prob = float(harm(embeddings).max())
+        semantic = semantic_result(scores, harm_prob, self.policy)
+        person = float(self.person(embeddings[:1])[0, 0])
+        people = person_result(
+            person, has_capitalised_name(text), {**scores, HARMFUL: harm_prob}, self.policy
         )
         profanity = profanity_result(float(self.profanity(readings).max()), self.policy)
-        return (rules, semantic, profanity)
+        return (rules, semantic, people, profanity)

@@ -2,7 +2,7 @@
 
 Life of one request::
 
-    caption --check_caption--> rules / profanity SVM / MiniLM heads --> Decision
+    caption --check_caption--> rules / profanity SVM / e5 heads / real-person check --> Decision
     photo (RGB) --check_image--> shrink once --> PDQ hash (+ bank match), NudeNet, MTCNN faces
                                               --> ImageReport(Decision, faces, pdq, match)
     both allowed --> generate video --check_frames--> NudeNet on N sampled frames --> Decision

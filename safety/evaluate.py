@@ -82,3 +82,54 @@ def evaluate(rows: list[LabelledCaption], check: Callable[[str], Decision]) -> E
         misses=tuple((r.label, r.text) for r, d in harmful if d.verdict != "block"),
         false_blocks=tuple((d.category or "", r.text) for r, d in benign if d.verdict == "block"),
     )
+
+
+@dataclass(frozen=True)
+class GroupRates:
+    harmful: int
+    harmful_blocked: float
+    benign: int
+    benign_blocked: float
+
+
+def rates_by(
+    rows: list[LabelledCaption], decisions: list[Decision], key: Callable[[LabelledCaption], str]
+) -> dict[str, GroupRates]:
+    """Harmful and benign blocking rates per group (language, technique, ...), plus "ALL"."""
+    groups: dict[str, list[tuple[LabelledCaption, Decision]]] = {}
+    for r, d in zip(rows, decisions, strict=True):
+        groups.setdefault(key(r), []).append((r, d))
+        groups.setdefault("ALL", []).append((r, d))
+    out = {}
+    for name in sorted(groups, key=lambda g: (g == "ALL", g)):
+        pairs = groups[name]
+        harmful = [d for r, d in pairs if r.label != "benign"]
+        benign = [d for r, d in pairs if r.label == "benign"]
+        out[name] = GroupRates(
+            harmful=len(harmful),
+            harmful_blocked=_ratio(sum(d.verdict == "block" for d in harmful), len(harmful)),
+            benign=len(benign),
+            benign_blocked=_ratio(sum(d.verdict == "block" for d in benign), len(benign)),
+        )
+    return out
+
+
+def format_table(title: str, columns: dict[str, dict[str, GroupRates]]) -> str:
+    """One line per group, and per column "harmful blocked % (n) / benign blocked % (n)"."""
+    groups = list(dict.fromkeys(g for col in columns.values() for g in col))
+    groups.sort(key=lambda g: (g == "ALL", g))
+    head = f"{title:<12}" + "".join(f" | {name:^27}" for name in columns)
+    sub = f"{'':<12}" + " | harmful blk    benign blk " * len(columns)
+    lines = [head, sub, "-" * len(head)]
+    for g in groups:
+        cells = []
+        for col in columns.values():
+            r = col.get(g)
+            if r is None:
+                cells.append(f" | {'':27}")
+                continue
+            h = f"{100 * r.harmful_blocked:5.1f}% ({r.harmful:3d})" if r.harmful else " " * 12
+            b = f"{100 * r.benign_blocked:5.1f}% ({r.benign:3d})" if r.benign else " " * 12
+            cells.append(f" | {h}  {b} ")
+        lines.append(f"{g:<12}" + "".join(cells))
+    return "\n".join(lines)

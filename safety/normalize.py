@@ -4,12 +4,18 @@
 normalised text, the text with spaced / dotted letters joined ("n.u.d.e" -> "nude",
 "k y s" -> "kys"), and a leetspeak-decoded reading ("k1ll" -> "kill"). Each view is scored and
 the worst score counts, so decoding never has to guess which reading was meant.
+
+Emoji are read as words first (the ``emoji`` package's English names, with the coded meanings
+people give some of them: 🍑 -> "peach butt", ❄️ -> "snowflake cocaine"), so "👧 + 🛏️ + 👙"
+reaches the classifiers as "girl + bed + bikini". Runs of one emoji count once.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+import emoji
 
 # Invisible characters used to split words: zero-width space/joiners, word joiner, BOM,
 # soft hyphen, Mongolian vowel separator, and the invisible math operators.
@@ -111,15 +117,94 @@ _REPEATS = re.compile(r"(\w)\1{2,}")  # "killlll" -> "kill"
 _WS = re.compile(r"\s+")
 
 
-def basic(text: str) -> str:
-    """NFKC, drop invisible characters, strip accents, map homoglyphs, lower-case."""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
-    # Strip combining marks (Zalgo text and accents) after decomposing.
-    text = "".join(
-        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
-    )
-    text = text.lower().translate(_HOMOGLYPHS)
+# Coded meanings that the plain emoji names miss; the name stays too, so "🍑 pie" still reads
+# as fruit to a reader that wants it.
+_EMOJI_SLANG = {
+    "eggplant": "eggplant penis",
+    "peach": "peach butt",
+    "cherries": "cherries breasts",
+    "droplets": "droplets sex",
+    "snowflake": "snowflake cocaine",
+    "leaf fluttering in wind": "leaf weed",
+    "herb": "herb weed",
+    "pill": "pill drugs",
+    "electric plug": "plug drug dealer",
+    "syringe": "syringe drugs",
+    "knot": "knot rope hang",
+    "kitchen knife": "knife stab",
+    "water pistol": "gun",
+    "pistol": "gun",
+    "drop of blood": "blood",
+    "no one under eighteen": "18+ adult sexual",
+    "cat face": "cat pussy",
+    "briefs": "underwear",
+}
+_MAX_EMOJI = 40  # a caption of 500 emoji reads as its first 40 distinct runs
+_SKIN_OR_GENDER = re.compile(r"[_ ](light|medium-light|medium|medium-dark|dark) skin tone")
+
+
+def _emoji_name(chars: str) -> str:
+    name = emoji.demojize(chars, delimiters=("", "")).replace("_", " ")
+    name = _SKIN_OR_GENDER.sub("", name).strip(": ")
+    name = name.replace(":", " ").strip()
+    return _EMOJI_SLANG.get(name, name)
+
+
+def decode_emoji(text: str) -> str:
+    """Replace emoji by their names (spaces around them); repeated emoji count once."""
+    if emoji.emoji_count(text) == 0:
+        return text
+    out: list[str] = []
+    pos, seen, last = 0, 0, ""
+    for token in emoji.analyze(text, non_emoji=False, join_emoji=True):
+        match = token.value
+        out.append(text[pos : match.start])
+        pos = match.end
+        if token.chars == last:
+            continue
+        last = token.chars
+        seen += 1
+        if seen <= _MAX_EMOJI:
+            out.append(f" {_emoji_name(token.chars)} ")
+    out.append(text[pos:])
+    return "".join(out)
+
+
+_LATIN = re.compile(r"[a-z]")
+_MAX_MARKS = 2  # Vietnamese stacks two marks on a letter; Zalgo text stacks dozens
+
+
+def _unmask_word(match: re.Match[str]) -> str:
+    # Cyrillic/Greek look-alikes are mapped only inside words that also hold Latin letters
+    # ("nudе" with a Cyrillic е): whole Russian or Greek words stay readable for the model.
+    word = match.group(0)
+    if _LATIN.search(word) and word != (mapped := word.translate(_HOMOGLYPHS)):
+        return mapped
+    return word
+
+
+def readable(text: str) -> str:
+    """What the multilingual model reads: NFKC, emoji as words, invisible characters and
+    stacked (Zalgo) marks dropped, look-alike letters inside Latin words mapped, lower-case.
+    Accents and every script's own letters stay."""
+    text = decode_emoji(unicodedata.normalize("NFKC", text)).translate(_INVISIBLE)
+    kept, marks = [], 0
+    for ch in unicodedata.normalize("NFD", text):
+        marks = marks + 1 if unicodedata.combining(ch) else 0
+        if marks <= _MAX_MARKS:
+            kept.append(ch)
+    text = unicodedata.normalize("NFC", "".join(kept)).lower()
+    text = re.sub(r"\S+", _unmask_word, text)
     return _WS.sub(" ", text).strip()
+
+
+def basic(text: str) -> str:
+    """The readable text folded for the (English) rules: accents stripped, every look-alike
+    letter mapped to Latin."""
+    text = "".join(
+        ch for ch in unicodedata.normalize("NFKD", readable(text)) if not unicodedata.combining(ch)
+    )
+    return unicodedata.normalize("NFC", text).translate(_HOMOGLYPHS)
 
 
 def join_split_letters(text: str) -> str:
@@ -131,10 +216,14 @@ def join_split_letters(text: str) -> str:
 _ORDINAL = re.compile(r"^\d+(st|nd|rd|th|s|am|pm|k|m|x|d|h|yo)$")
 
 
-def _deleet_word(word: str) -> str:
+# "1m" (I'm), "1d": read as leet only when the caption already has other leet words.
+_SHORT_UNIT = re.compile(r"^[013457]([a-z])$")
+
+
+def _deleet_word(word: str, leet_context: bool = False) -> str:
     # Only words mixing letters with leet symbols; "2024", "$20", "1st" stay as they are.
     core = word.strip(".,;:?\"'()[]").rstrip("!?.")
-    if _ORDINAL.match(core):
+    if _ORDINAL.match(core) and not (leet_context and _SHORT_UNIT.match(core)):
         return word
     if any(c.isalpha() for c in core) and any(c in _LEET_CHARS for c in core):
         return word.replace(core, core.translate(_LEET))
@@ -142,17 +231,34 @@ def _deleet_word(word: str) -> str:
 
 
 def deleet(text: str) -> str:
-    return " ".join(_deleet_word(w) for w in text.split(" "))
+    words = text.split(" ")
+    decoded = [_deleet_word(w) for w in words]
+    if decoded != words:  # leet elsewhere: "1m" is "im", not one million
+        decoded = [_deleet_word(w, leet_context=True) for w in words]
+    return " ".join(decoded)
 
 
 def views(text: str) -> list[str]:
-    """Distinct normalised readings of ``text``, the plain one first."""
-    plain = basic(text)
+    """Distinct normalised readings of ``text``, the readable one first, then the decoded
+    ones; the accent-folded reading (for the rules) last."""
+    plain = readable(text)
     joined = join_split_letters(plain)
     decoded = join_split_letters(deleet(plain))
     # Leet inside dotted words ("k.1.l.l") is seen only after joining, so decode both orders.
     decoded2 = deleet(joined)
-    return list(dict.fromkeys(v for v in (plain, joined, decoded, decoded2) if v))
+    folded = basic(text)
+    readings = (plain, joined, decoded, decoded2, folded, join_split_letters(deleet(folded)))
+    return list(dict.fromkeys(v for v in readings if v))
+
+
+def model_readings(text: str) -> list[str]:
+    """The readings the multilingual model scores: the readable text and its decoded forms
+    (not the accent-folded one, which only the English rules need)."""
+    plain = readable(text)
+    joined = join_split_letters(plain)
+    decoded = join_split_letters(deleet(plain))
+    readings = (plain, joined, decoded, deleet(joined))
+    return list(dict.fromkeys(v for v in readings if v))
 
 
 _CLAUSE_SPLIT = re.compile(r"[.!?;:\n]+\s*|,\s*|\s+(?:and then|then|but|and)\s+")

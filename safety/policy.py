@@ -73,6 +73,13 @@ class Policy:
     pdq_min_quality: int
     profanity_threshold: float
     output_frame_samples: int
+    # A named real person in the caption: the public-figure head's probability that counts as
+    # one, and the share of a harmful category's threshold that then blocks as impersonation.
+    public_figure_threshold: float = 0.5
+    public_figure_factor: float = 0.6
+    # The pooled harmful-vs-benign caption head's probability that blocks (as the likeliest
+    # category) when no category head reaches its own threshold.
+    harmful_threshold: float = 0.8
 
     def category(self, name: str) -> Category:
         try:
@@ -120,4 +127,7 @@ def load_policy(path: Path | None = None) -> Policy:
         pdq_min_quality=int(bank.get("min_quality", 50)),
         profanity_threshold=float(raw.get("caption", {}).get("profanity_threshold", 0.9)),
         output_frame_samples=int(raw.get("output_frames", {}).get("samples", 4)),
+        public_figure_threshold=float(raw.get("caption", {}).get("public_figure_threshold", 0.5)),
+        public_figure_factor=float(raw.get("caption", {}).get("public_figure_factor", 0.6)),
+        harmful_threshold=float(raw.get("caption", {}).get("harmful_threshold", 0.8)),
     )

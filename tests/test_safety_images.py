@@ -22,7 +22,7 @@ from safety.policy import DEFAULT_POLICY, load_policy
 from tests.conftest import grace_hopper, models_with
 
 NEEDED = (
-    "minilm.onnx",
+    "e5.onnx",
     "caption_heads.npz",
     "nudenet_320n.onnx",
     "pnet.onnx",
