@@ -94,7 +94,7 @@ def test_a_download_cut_at_half_resumes_to_identical_bytes(
 ) -> None:
     token = server.token("resumer")
     with AliveClient(server.addr, token=token) as me:
-        made = me.animate(landscape_jpeg, "", pb.AnimateOptions(long_side=1280, duration_s=4.0))
+        made = me.animate(landscape_jpeg, "", pb.AnimateOptions(long_side=1920, duration_s=6.0))
         size, whole = len(made.mp4), hashlib.sha256(made.mp4).hexdigest()
         assert size > 256 * 1024, "needs more than one chunk to cut mid-stream"
         # The phone loses its connection halfway: it has the first half, nothing more.

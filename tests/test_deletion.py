@@ -11,7 +11,7 @@ import pytest
 
 from alive_service import moderation as mod
 from alive_service import pages
-from alive_service.store import NotFound, SqlStore, new_id, upgrade
+from alive_service.store import LookupLimits, NotFound, SqlStore, new_id, upgrade
 from tests.conftest import enrol_moderators
 from tests.test_store import a_video
 
@@ -39,6 +39,9 @@ def test_deleting_erases_the_mp4_and_the_photo_and_keeps_what_moderation_needs(
     assert deletion.hold == ""
     row = store.get_video(video.id)
     assert row is not None and row.deleted_at is not None and row.erased_at is not None
+    # Gone for everyone, the owner included, however it is looked up.
+    assert not store.visible_to(row, owner)
+    assert store.get_visible_video(video.id, owner, LookupLimits(100, 100)) is None
     assert row.caption == "" and row.idempotency_key is None
     # What a moderator or a hash-sharing programme still needs:
     assert (row.owner, row.pdq_hex, row.photo_sha256, row.manifest_id) == (

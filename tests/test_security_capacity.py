@@ -29,6 +29,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_dir: Path
         "ALIVE_WORKERS": "1", "ALIVE_QUEUE_DEPTH": "0",
         "ALIVE_RECV_TIMEOUT_S": str(RECV_TIMEOUT_S),
         "ALIVE_CALLS_PER_USER": str(CALLS_PER_USER),
+        # A hundred misses in a row are this file's load, not an enumeration attempt.
+        "ALIVE_USER_LOOKUP_MISSES_PER_HOUR": "1000",
     })
     with process:
         yield process

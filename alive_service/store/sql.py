@@ -167,6 +167,18 @@ def _append_event(
     return row
 
 
+def _may_see(owner: str, status: str, deleted: bool, user: str,
+             shared: Callable[[], bool]) -> bool:
+    """The one visibility rule (docs/SECURITY.md, "Who sees what"): a video deleted by its
+    owner is gone for everyone; the owner sees the rest; others see a ready video shared
+    with them by name (a taken-down video is its owner's business only)."""
+    if deleted:
+        return False
+    if owner == user:
+        return True
+    return status == "ready" and shared()
+
+
 def _moderator_key(row: schema.ModeratorKey) -> ModeratorKeyRecord:
     return ModeratorKeyRecord(
         key_id=row.key_id, name=row.name, public_key=row.public_key,
@@ -301,13 +313,9 @@ class SqlStore:
 
     # -- who sees what ----------------------------------------------------------------------
     def visible_to(self, video: VideoRecord, user: str) -> bool:
-        if video.deleted_at is not None:
-            return False  # deleted by its owner: gone for everyone, the owner included
-        if video.owner == user:
-            return True
-        if video.status != "ready":
-            return False  # a taken-down video is its owner's business only
-        return self._read(lambda s: s.get(schema.VideoShare, (video.id, user)) is not None)
+        return _may_see(
+            video.owner, video.status, video.deleted_at is not None, user,
+            lambda: self._read(lambda s: s.get(schema.VideoShare, (video.id, user)) is not None))
 
     def get_visible_video(
         self, video_id: str, user: str, limits: LookupLimits | None = None
@@ -349,11 +357,9 @@ class SqlStore:
                     f"too many lookups of videos that do not exist or are not shared with you "
                     f"(at most {limits.misses_per_hour} an hour)", max(wait, 1.0))
             row = session.get(schema.Video, video_id)
-            visible = row is not None and (
-                row.owner == user
-                or (row.status == "ready"
-                    and session.get(schema.VideoShare, (video_id, user)) is not None)
-            )
+            visible = row is not None and _may_see(
+                row.owner, row.status, row.deleted_at is not None, user,
+                lambda: session.get(schema.VideoShare, (video_id, user)) is not None)
             session.add(lookups(user=user, missed=not visible, created_at=now))
             return _video(row) if visible and row is not None else None
 
