@@ -19,25 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
-# BT.709 luma weights and the limited-range scales (Y' 16-235, Cb/Cr 16-240).
-KR, KB = 0.2126, 0.0722
-KG = 1.0 - KR - KB
-_Y_SCALE, _C_SCALE = 219.0 / 255.0, 224.0 / 255.0
-# Rows: Y', Cb, Cr from R, G, B (0-255), last column the offset (cv2.transform's 3x4 form).
-BT709_LIMITED = np.array(
-    [
-        [KR * _Y_SCALE, KG * _Y_SCALE, KB * _Y_SCALE, 16.0],
-        [-KR / (2 - 2 * KB) * _C_SCALE, -KG / (2 - 2 * KB) * _C_SCALE, 0.5 * _C_SCALE, 128.0],
-        [0.5 * _C_SCALE, -KG / (2 - 2 * KR) * _C_SCALE, -KB / (2 - 2 * KR) * _C_SCALE, 128.0],
-    ],
-    dtype=np.float32,
-)
-# What the stream says about itself (FFmpeg's names; the numbers are ITU-T H.273 code points:
-# primaries 1, transfer 1, matrix 1, video_full_range_flag 0).
-COLOUR_TAGS = {"colorprim": "bt709", "transfer": "bt709", "colormatrix": "bt709"}
+# The conversion and its tags live in provenance (the watermark predicts this very luma).
+from provenance.colour import rgb_to_i420_bt709, tag_bt709
 
 # Adds something to a frame's luma plane in place (the watermark), given the frame index.
 LumaMarkFn = Callable[[np.ndarray, int], None]
@@ -108,10 +93,7 @@ def _encode_to(
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.thread_count = options.threads
-        # libx264 writes the VUI from its own options; the muxer writes `colr` from the
-        # codec context's fields, so both are set.
-        stream.options = {"crf": str(options.crf), "preset": options.preset, **COLOUR_TAGS}
-        _tag_bt709(stream.codec_context)
+        tag_bt709(stream, {"crf": str(options.crf), "preset": options.preset})
         for index, rgb in enumerate(frames):
             yuv = rgb_to_i420_bt709(rgb)
             if mark is not None:
@@ -124,31 +106,3 @@ def _encode_to(
                 progress(index + 1, count)
         for packet in stream.encode():
             container.mux(packet)
-
-
-def rgb_to_i420_bt709(rgb: np.ndarray) -> np.ndarray:
-    """One HxWx3 sRGB frame -> an I420 buffer (H*3/2 x W): BT.709 matrix, limited range.
-
-    Chroma is the 2x2 block mean of the full-resolution chroma (centred siting, as OpenCV's
-    and most JPEG-style 4:2:0 conversions do).
-    """
-    height, width, _ = rgb.shape
-    out = np.empty((height * 3 // 2, width), np.uint8)
-    # OpenCV has a fixed-point SIMD path only for 3 -> 3 channel transforms: convert all
-    # three at full size, then pick the planes out.
-    full = cv2.transform(rgb, BT709_LIMITED)
-    out[:height] = full[..., 0]
-    # INTER_AREA at exactly half size is the 2x2 box mean.
-    half = cv2.resize(full, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-    quarter = (height // 2) * (width // 2)
-    flat = out.reshape(-1)[height * width:]
-    flat[:quarter] = half[..., 1].reshape(-1)
-    flat[quarter:] = half[..., 2].reshape(-1)
-    return out
-
-
-def _tag_bt709(context: av.video.codeccontext.VideoCodecContext) -> None:
-    context.color_primaries = 1  # BT.709
-    context.color_trc = 1  # BT.709
-    context.colorspace = 1  # BT.709 matrix
-    context.color_range = 1  # limited ("MPEG") range

@@ -9,9 +9,15 @@ import av
 import cv2
 import numpy as np
 
+from provenance.colour import rgb_to_i420_bt709, tag_bt709
+
 
 def encode_mp4(frames: np.ndarray, crf: int = 23, fps: int = 24, preset: str = "veryfast") -> bytes:
-    """(T, H, W, 3) uint8 RGB -> H.264 yuv420p MP4 bytes with the moov atom up front."""
+    """(T, H, W, 3) uint8 RGB -> H.264 yuv420p MP4 bytes with the moov atom up front.
+
+    Converted and tagged as the service's encoder does (BT.709, limited range), so the
+    bench and the tests measure the luma the service ships.
+    """
     t, h, w, _ = frames.shape
     # +faststart rewrites the file in a second pass, which needs a real seekable file.
     with tempfile.TemporaryDirectory() as tmp:
@@ -20,10 +26,10 @@ def encode_mp4(frames: np.ndarray, crf: int = 23, fps: int = 24, preset: str = "
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height = w - w % 2, h - h % 2
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf), "preset": preset}
+            tag_bt709(stream, {"crf": str(crf), "preset": preset})
             for frame in frames:
                 even = frame[: stream.height, : stream.width]
-                i420 = cv2.cvtColor(np.ascontiguousarray(even), cv2.COLOR_RGB2YUV_I420)
+                i420 = rgb_to_i420_bt709(np.ascontiguousarray(even))
                 vf = av.VideoFrame.from_numpy_buffer(i420, format="yuv420p")
                 for packet in stream.encode(vf):
                     container.mux(packet)

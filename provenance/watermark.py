@@ -44,6 +44,8 @@ import av
 import cv2
 import numpy as np
 
+from provenance.colour import LUMA_WEIGHTS, Y_OFFSET, Y_SCALE
+
 # The soft-binding algorithm name in the C2PA manifest; also seeds the carriers, so a new
 # version of the mark reads nothing from another version's files.
 ALG = "io.alive.lumamark.1"
@@ -78,7 +80,6 @@ MIN_SHARPNESS = 2.0  # needed before trying flips
 MIN_SHARPNESS_SEARCH = 2.4
 CROP_SHARES = tuple(round(0.01 * i, 2) for i in range(2, 13))  # 2% .. 12% cut, centred
 NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 3.4  # strength 0 and 1
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _NEIGHBOURS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32) / 4
 _PLANAR_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"})
 
@@ -145,7 +146,15 @@ def _to_grid(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     small = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
     small = small.astype(np.float32)
     # Luma is linear in RGB, so averaging first and weighting after is the same, and cheaper.
-    return small @ _LUMA if small.ndim == 3 else small
+    return _luma(small)
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    """Float32 RGB (H, W, 3) -> the Y' the encoder writes (BT.709, limited range); luma
+    passes through. The planner predicts the encoder's Y plane from RGB frames, so any
+    other matrix would cancel a picture the reader does not see (and under-read the mark).
+    """
+    return image @ LUMA_WEIGHTS + np.float32(Y_OFFSET) if image.ndim == 3 else image
 
 
 def _highpass(grid: np.ndarray) -> np.ndarray:
@@ -190,8 +199,12 @@ def _host_grid(frames: np.ndarray, shape: tuple[int, int], picks: int = 12) -> n
     return np.mean([_reader_grids(frames[i])[shape] for i in indices], axis=0)
 
 
-def make_pattern(frames: np.ndarray, video_id: str) -> np.ndarray:
-    """The int16 (H, W) luma pattern P that every frame receives unchanged."""
+def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> np.ndarray:
+    """The int16 (H, W) pattern P that every frame receives unchanged.
+
+    ``luma_gain``: how much of P reaches the encoder's Y' (1 when P goes onto the Y plane,
+    Y_SCALE when it is added to R, G and B), so the picture is cancelled where it is read.
+    """
     bits = id_to_bits(video_id)
     h, w = frames.shape[1:3]
     rows, cols = embed_grid_shape(h, w)
@@ -212,7 +225,9 @@ def make_pattern(frames: np.ndarray, video_id: str) -> np.ndarray:
     max_rms = 255.0 / 10 ** (MIN_PSNR_DB / 20)
 
     def solve(level: float) -> np.ndarray:
-        amp = _informed_amplitudes(host, bits, level, lambda a: _to_grid(draw(a), (rows, cols)))
+        amp = _informed_amplitudes(
+            host, bits, level, lambda a: _to_grid(draw(a) * luma_gain, (rows, cols))
+        )
         return draw(amp)
 
     pattern = solve(amplitude)
@@ -343,7 +358,8 @@ def embed(frames: np.ndarray, video_id: str) -> None:
         raise ValueError("frames must be a (T, H, W, 3) uint8 RGB array")
     if len(frames) < 1:
         raise ValueError("the watermark needs at least 1 frame")
-    pattern = make_pattern(frames, video_id)
+    # Added to R, G and B alike, P reaches the limited-range Y' scaled by Y_SCALE.
+    pattern = make_pattern(frames, video_id, luma_gain=Y_SCALE)
     pos = np.repeat(np.clip(pattern, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
     neg = np.repeat(np.clip(-pattern, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
     for frame in frames:
@@ -408,8 +424,7 @@ def _shrink(image: np.ndarray) -> np.ndarray:
     rows, cols = _grid_shapes(h, w)[0]
     if h > 4 * rows and w > 4 * cols:
         image = cv2.resize(image, (4 * cols, 4 * rows), interpolation=cv2.INTER_AREA)
-    image = image.astype(np.float32)
-    return image @ _LUMA if image.ndim == 3 else image
+    return _luma(image.astype(np.float32))
 
 
 def _reader_grids(image: np.ndarray) -> dict[tuple[int, int], np.ndarray]:

@@ -13,7 +13,7 @@ import pytest
 from skimage import data
 from sklearn.datasets import load_sample_image
 
-from alive_service.encode import encode_mp4
+from alive_service.encode import EncodeOptions, encode_mp4
 from alive_service.motion import Clip, MotionOptions, load_motion_model
 from alive_service.motion.model import OnnxMotionModel
 from provenance import watermark as wm
@@ -73,3 +73,14 @@ def test_the_mark_is_one_pattern_whatever_the_frame() -> None:
         planes.append(y)
     assert all(np.array_equal(planes[0], p) for p in planes[1:])
     assert np.abs(planes[0].astype(int) - 128).max() > 0
+
+
+def test_the_planner_sees_the_luma_the_service_encoder_writes() -> None:
+    # The mark cancels what the picture says on each bit, predicted from the RGB frames: that
+    # prediction must be the Y' the encoder writes (BT.709, limited range), or the picture
+    # the reader sees is not the one cancelled.
+    frames = np.repeat(load_sample_image("china.jpg")[None, :420, :640], 2, axis=0)
+    written = decode_luma(encode_mp4(frames, 24, EncodeOptions(crf=12)).mp4)
+    for shape, predicted in wm._reader_grids(frames[0]).items():
+        read = wm._reader_grids(written[0])[shape]
+        assert np.abs(predicted - read).mean() < 0.5, shape
