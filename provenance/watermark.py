@@ -62,7 +62,6 @@ AMPLITUDE_SMALL = 3.0  # small videos have fewer pixels per bit, so each must sa
 WEIGHT_FLOOR = 0.5  # grey levels added to a cell's local high-pass level before dividing
 CELL_WEIGHT_SOFT, CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL = 2.0, 0.5, 1.6
 MAX_CORRECTION = 4.0  # a bit's amplitude after cancelling the picture, in base amplitudes
-BAND = 2.0  # every bit reads between T and BAND·T: a sharp, uniform word
 SOLVE_STEPS = 4  # rounds of informed embedding (the weighted read is nearly linear)
 BUDGET_STEPS = 6  # bisection rounds for the level that fits the PSNR budget
 MIN_PSNR_DB = 40.3  # embed scales the pattern down if it would cost more than this
@@ -248,46 +247,6 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
     if (rms := _rms(pattern)) > max_rms:
         pattern *= max_rms / rms
     return np.rint(pattern).astype(np.int16)
-
-
-def _cell_weights(host: np.ndarray) -> np.ndarray:
-    """Amplitude per cell, mean 1: the reader discounts busy cells, so the PSNR budget goes
-    where it counts (calm cells get up to CELL_WEIGHT_CEIL, busy ones down to the floor)."""
-    hp = _highpass(host)
-    level = np.sqrt(np.maximum(cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT), 0.0))
-    weight = 1.0 / (level + WEIGHT_FLOOR + CELL_WEIGHT_SOFT)
-    weight = np.clip(weight / float(weight.mean()), CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL)
-    return (weight / float(weight.mean())).astype(np.float32)
-
-
-def _rms(pattern: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(pattern * pattern)))
-
-
-def _informed_amplitudes(
-    host: np.ndarray, bits: np.ndarray, level: float, render: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """Per-bit amplitudes, as small as they can be, so that the reader, looking at picture +
-    mark, reads every bit on its side at a level between T and 2T, T being what a plain
-    ``level`` mark reads on average.
-
-    A bit the picture already reads right within that band costs nothing; one it reads
-    wrong (or too loud, which would spoil the sharpness test) gets just what moves it into
-    the band. ``render`` maps amplitudes to the mark's grid. A few Newton-like rounds: the
-    weighted read is close to linear in a bit's amplitude, with the average gain as slope.
-    """
-    plain = soft_bits(host)
-    response = soft_bits(host + render(bits * level)) - plain
-    gain = max(float(np.mean(response * bits)) / max(level, 1e-6), 1e-6)
-    floor = gain * level
-    limit = MAX_CORRECTION * level
-    amp = np.zeros_like(bits)
-    read = plain
-    for _ in range(SOLVE_STEPS):
-        wanted = bits * np.clip(bits * read, floor, BAND * floor)
-        amp = np.clip(amp + (wanted - read) / gain, -limit, limit)
-        read = soft_bits(host + render(amp))
-    return amp
 
 
 def _cell_weights(host: np.ndarray) -> np.ndarray:

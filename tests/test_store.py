@@ -117,4 +117,6 @@ def test_lookup_counts_keep_about_an_hour_whoever_never_comes_back(store: SqlSto
         assert store.get_visible_video(video.id, video.owner, LookupLimits()) is not None
     with store.engine.connect() as conn:
         left = conn.execute(schema.IdLookup.__table__.select()).all()
-    assert [row.user for row in left] == [video.owner] * 3
+    # Other tests' recent lookups may share this database; the expired ones are all gone.
+    assert not [row for row in left if row.user.startswith("gone")]
+    assert [row.user for row in left if row.user == video.owner] == [video.owner] * 3
