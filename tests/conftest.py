@@ -174,3 +174,23 @@ def moderator_env(data_dir: Path, moderator: object) -> dict[str, str]:
     if not path.exists():
         moderators.write_private_key(path, moderator.key)
     return {"ALIVE_MODERATOR": moderator.name, "ALIVE_MODERATOR_KEY": str(path)}
+
+
+CAPTION_MODEL_FILES = ("e5.onnx", "e5_tokenizer.json", "e5_words_q4.npy", "caption_heads.npz",
+                       "person_head.npz", "nudenet_320n.onnx")
+
+
+@pytest.fixture(scope="session")
+def caption_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The caption models, built once for every caption test when `make models` has not."""
+    from safety.build import build
+
+    return models_with(tmp_path_factory, CAPTION_MODEL_FILES, build)
+
+
+@pytest.fixture(scope="session")
+def captions(caption_models: Path):  # -> safety.caption.CaptionChecker
+    from safety.caption import CaptionChecker
+    from safety.policy import load_policy
+
+    return CaptionChecker(caption_models, load_policy())

@@ -15,21 +15,6 @@ from safety.decision import Decision, decide
 from safety.evaluate import evaluate
 from safety.normalize import views
 from safety.policy import DEFAULT_POLICY, load_policy
-from tests.conftest import models_with
-
-SAFETY_FILES = ("e5.onnx", "e5_tokenizer.json", "caption_heads.npz", "nudenet_320n.onnx")
-
-
-@pytest.fixture(scope="module")
-def safety_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from safety.build import build
-
-    return models_with(tmp_path_factory, SAFETY_FILES, build)
-
-
-@pytest.fixture(scope="module")
-def captions(safety_models: Path) -> CaptionChecker:
-    return CaptionChecker(safety_models, load_policy())
 
 
 def check(captions: CaptionChecker, text: str) -> Decision:
@@ -115,7 +100,7 @@ def test_every_decision_records_the_policy_version_and_all_scores(
 
 
 def test_an_edited_policy_changes_decisions_and_version(
-    safety_models: Path, tmp_path: Path
+    caption_models: Path, tmp_path: Path
 ) -> None:
     text = "make his head explode in blood"
     lenient = (
@@ -129,7 +114,7 @@ def test_an_edited_policy_changes_decisions_and_version(
     path = tmp_path / "policy.toml"
     path.write_text(lenient)
     policy = load_policy(path)
-    checker = CaptionChecker(safety_models, policy)
+    checker = CaptionChecker(caption_models, policy)
     decision = decide(checker.check(text), policy)
     assert decision.verdict == "allow"
     assert decision.policy_version.startswith("lenient-")
@@ -144,10 +129,10 @@ def test_normalisation_reads_through_tricks_but_keeps_the_plain_text() -> None:
     assert views("   ") == []
 
 
-def test_cli_prints_text_decisions_and_eval_as_json(safety_models: Path, tmp_path: Path) -> None:
+def test_cli_prints_text_decisions_and_eval_as_json(caption_models: Path, tmp_path: Path) -> None:
     from safety.cli import app
 
-    runner = CliRunner(env={"ALIVE_MODEL_DIR": str(safety_models)})
+    runner = CliRunner(env={"ALIVE_MODEL_DIR": str(caption_models)})
     result = runner.invoke(app, ["text", "k y s"])
     assert result.exit_code == 0, result.output
     decision = json.loads(result.output)

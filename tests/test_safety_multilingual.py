@@ -16,31 +16,11 @@ import pytest
 
 from safety.caption import CaptionChecker
 from safety.dataset import EVAL_FILE, HELDOUT_FILE, TRAIN_FILE, load_captions
-from safety.decision import Decision, decide
 from safety.embed import Embedder
 from safety.evaluate import rates_by
 from safety.names import has_capitalised_name
 from safety.normalize import decode_emoji, views
-from safety.policy import load_policy
-from tests.conftest import models_with
-
-SAFETY_FILES = ("e5.onnx", "e5_words_q4.npy", "caption_heads.npz", "person_head.npz")
-
-
-@pytest.fixture(scope="module")
-def safety_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from safety.build import build
-
-    return models_with(tmp_path_factory, SAFETY_FILES, build)
-
-
-@pytest.fixture(scope="module")
-def captions(safety_models: Path) -> CaptionChecker:
-    return CaptionChecker(safety_models, load_policy())
-
-
-def check(captions: CaptionChecker, text: str) -> Decision:
-    return decide(captions.check(text), captions.policy)
+from tests.test_safety_captions import check
 
 
 def test_onnx_embeddings_match_the_packaged_engine_in_every_language(
@@ -61,13 +41,13 @@ def test_onnx_embeddings_match_the_packaged_engine_in_every_language(
     assert cosine.min() >= 0.99, [t for t, c in zip(texts, cosine, strict=True) if c < 0.99]
 
 
-def test_the_model_loads_and_embeds_with_the_network_blocked(safety_models: Path) -> None:
+def test_the_model_loads_and_embeds_with_the_network_blocked(caption_models: Path) -> None:
     code = (
         "import socket\n"
         "def no(*a, **k): raise OSError('network blocked')\n"
         "socket.socket.connect = no; socket.create_connection = no; socket.getaddrinfo = no\n"
         "from safety.embed import Embedder\n"
-        f"e = Embedder({str(safety_models)!r}, 1)\n"
+        f"e = Embedder({str(caption_models)!r}, 1)\n"
         "a = e(['zieh sie aus', 'お前を殺す']); b = e(['zieh sie aus', 'お前を殺す'])\n"
         "assert (a == b).all() and a.shape == (2, 384)\n"
     )
@@ -75,8 +55,8 @@ def test_the_model_loads_and_embeds_with_the_network_blocked(safety_models: Path
     assert socket.socket.connect is not None  # this process was left alone
 
 
-def test_the_same_caption_always_gets_the_same_embedding(safety_models: Path) -> None:
-    embed = Embedder(safety_models, 1)
+def test_the_same_caption_always_gets_the_same_embedding(caption_models: Path) -> None:
+    embed = Embedder(caption_models, 1)
     texts = ["ich weiß wo du wohnst", "make the waves roll", "बच्चा नहा रहा है"]
     alone = np.stack([embed([t])[0] for t in texts])
     assert np.allclose(alone, embed(texts), atol=1e-5)
