@@ -22,7 +22,12 @@ import cv2
 import numpy as np
 
 from alive_service.motion.interface import RegionHint
-from alive_service.motion.regions import Regions, _analysis_image, _components_touching
+from alive_service.motion.regions import (
+    Regions,
+    _analysis_image,
+    _components_touching,
+    _fill_small_holes,
+)
 
 MAX_HINTS = 16
 MAX_POINTS = 32
@@ -55,18 +60,6 @@ def _edges(lab: np.ndarray) -> np.ndarray:
     return mag > EDGE
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    inv = (~mask).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
-    h, w = mask.shape
-    out = mask.copy()
-    for i in range(1, n):
-        x, y, bw, bh, _ = stats[i]
-        if not (x == 0 or y == 0 or x + bw == w or y + bh == h):
-            out[labels == i] = True
-    return out
-
-
 def grow_hint(lab: np.ndarray, edges: np.ndarray, hint: RegionHint) -> np.ndarray:
     """The region one hint points at, as a boolean mask at the resolution of ``lab``."""
     h, w = edges.shape
@@ -87,7 +80,8 @@ def grow_hint(lab: np.ndarray, edges: np.ndarray, hint: RegionHint) -> np.ndarra
     cand = (dist < tol) | ((dist < LOOSE * tol) & ~edges) | seeds
     region = _components_touching(cand, seeds)
     region = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3))) > 0
-    region = _fill_holes(region | seeds)
+    # Every enclosed hole, whatever its size: the user pointed at the whole object.
+    region = _fill_small_holes(region | seeds, max_frac=1.0)
     if hint.kind == "still":
         pts = np.round(np.array(hint.points) * [w - 1, h - 1]).astype(np.int32)
         if len(pts) >= 3:  # the user tapped around the object: all of its inside is it
