@@ -558,20 +558,6 @@ class SqlStore:
 
         return self._read(q)
 
-    def count_decisions(self, user: str | None = None, stage: str | None = None,
-                        since: datetime | None = None) -> int:
-        def q(s: Session) -> int:
-            stmt = select(func.count()).select_from(schema.Decision)
-            if user is not None:
-                stmt = stmt.where(schema.Decision.user == user)
-            if stage is not None:
-                stmt = stmt.where(schema.Decision.stage == stage)
-            if since is not None:
-                stmt = stmt.where(schema.Decision.created_at > since)
-            return int(s.scalar(stmt) or 0)
-
-        return self._read(q)
-
     def admit(self, user: str, kind: str, limit: int, window_s: float = 60.0) -> None:
         """Record one admission of ``kind`` for ``user``, or raise RateLimited when ``limit``
         were admitted in the last ``window_s``. Count and insert are one transaction that
