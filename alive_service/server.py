@@ -128,7 +128,9 @@ def load_parts(settings: Settings, identity: Callable[[], SigningIdentity],
 def call_guard(settings: Settings, secret: bytes) -> CallGuard:
     def identify(metadata: dict[str, str]) -> str:
         try:
-            return auth.identity_from_metadata(secret, metadata).user
+            # The same lifetime bound the handlers apply (ALIVE_MAX_TOKEN_LIFETIME_S).
+            return auth.identity_from_metadata(secret, metadata,
+                                               settings.max_token_lifetime_s).user
         except auth.AuthError as exc:
             raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "BAD_TOKEN", str(exc)) from None
 
