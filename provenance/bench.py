@@ -32,7 +32,7 @@ from provenance import watermark as wm
 from provenance.keys import dev_root_pem, ensure_dev_identity
 from provenance.media import drifting_clip, encode_mp4, psnr, reencode, sample_clip
 from provenance.sign import GenerationInfo, sign_video
-from provenance.stability import decode_luma, luma_steps, still_pixels
+from provenance.stability import still_pixels, worst_step
 from provenance.verify import verify_mp4
 
 VIDEO_ID = "5eed0123456789ab"
@@ -150,12 +150,12 @@ def flicker(designs: dict[str, ModuleType], frames: int) -> None:
           + " " + " ".join(f"{'PSNR ' + n:>14s}" for n in names))
     for name, (clip, still_only) in _still_clips(frames).items():
         still = still_pixels(clip) if still_only else None
-        plain = luma_steps(decode_luma(service_encode(clip, 24).mp4), still).max()
+        plain = worst_step(service_encode(clip, 24).mp4, still)
         worst, quality = [], []
         for design in designs.values():
             mark = design.LumaMark.plan(clip, VIDEO_ID)
             mp4 = service_encode(clip, 24, mark=mark.apply).mp4
-            worst.append(luma_steps(decode_luma(mp4), still).max())
+            worst.append(worst_step(mp4, still))
             marked = clip.copy()
             design.embed(marked, VIDEO_ID)
             quality.append(psnr(clip, marked))
