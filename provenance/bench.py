@@ -7,9 +7,11 @@
 2. Robustness: id recovery rate after re-encodes, downscales, a re-cut, a gamma change and
    a crop, for today's design and the one at ``--baseline`` (a git revision, loaded with
    ``git show``; ``--baseline none`` skips it), measured on the same clips in the same run.
-3. False ids: unmarked clips, clips marked with other ids, and the sharpness of unmarked
+3. Visibility: the mark's RMS over the flat pixels of each photo (a clear sky, a plain wall:
+   where no texture hides it) and over the whole frame, and PSNR, for each design.
+4. False ids: unmarked clips, clips marked with other ids, and the sharpness of unmarked
    photos over many carrier draws (what the reader's bars are set against).
-4. Milliseconds for embed, extract, sign and verify on a 72-frame 1280x720 clip.
+5. Milliseconds for embed, extract, sign and verify on a 72-frame 1280x720 clip.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from provenance.media import drifting_clip, encode_mp4, psnr, reencode, sample_c
 from provenance.sign import GenerationInfo, sign_video
 from provenance.stability import still_pixels, worst_step
 from provenance.verify import verify_mp4
+from provenance.visibility import flat_pixels, mark_rms
 
 VIDEO_ID = "5eed0123456789ab"
 BASELINE = "0d3971e"  # the last revision with the temporal-code mark (com.alive.wm.v1)
+CALM_FIRST = "bbcaab0"  # lumamark.1 before texture masking: most amplitude on calm cells
 
 
 def _images() -> dict[str, np.ndarray]:
@@ -194,10 +198,27 @@ def robustness(designs: dict[str, ModuleType], frames: int) -> None:
         cells = [f"{found[n][attack]}/{len(clips)} ({accuracy[n][attack] * 100:4.1f}%)"
                  for n in designs]
         print(f"{attack:11s} " + " ".join(f"{c:>16s}" for c in cells))
-    if len(designs) > 1:
-        new, old = list(designs)[:2]
+    new, *others = list(designs)
+    for old in others:
         lost = [a for a in ATTACKS if found[new][a] < found[old][a]]
         print(f"cases where {new} recovers fewer ids than {old}: {', '.join(lost) or 'none'}")
+
+
+def visibility(designs: dict[str, ModuleType]) -> None:
+    images = _images()
+    print("\nVisibility: RMS of the mark's luma (grey levels) over each photo's flat pixels"
+          " / over the whole frame, PSNR in dB; a still 1280x720 frame")
+    print(f"{'photo':10s} {'flat px':>7s} " + " ".join(f"{n:>30s}" for n in designs))
+    for name, image in images.items():
+        base = cv2.resize(image, (1280, 720), interpolation=cv2.INTER_AREA)
+        flat = flat_pixels(base)
+        cells = []
+        for design in designs.values():
+            marked = np.repeat(base[None], 8, axis=0)
+            design.embed(marked, VIDEO_ID)
+            cells.append(f"{mark_rms(marked[0], base, flat):.2f} / "
+                         f"{mark_rms(marked[0], base):.2f} / {psnr(marked[0], base):.1f}")
+        print(f"{name:10s} {flat.mean() * 100:6.1f}% " + " ".join(f"{c:>30s}" for c in cells))
 
 
 _CENSUS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon", "page",
@@ -313,22 +334,25 @@ def costs(frames: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=72)
-    parser.add_argument("--baseline", default=BASELINE,
-                        help="git revision of the design to compare with, or 'none'")
+    parser.add_argument("--baseline", default=f"{BASELINE},{CALM_FIRST}",
+                        help="git revisions of designs to compare with (commas), or 'none'")
     parser.add_argument("--draws", type=int, default=100, help="carrier draws for the census")
-    parser.add_argument("--only", choices=["flicker", "robustness", "false-ids", "costs"])
+    parser.add_argument("--only",
+                        choices=["flicker", "robustness", "visibility", "false-ids", "costs"])
     args = parser.parse_args()
     designs: dict[str, ModuleType] = {f"now ({wm.ALG})": wm}
-    if args.baseline != "none":
+    for revision in [] if args.baseline == "none" else args.baseline.split(","):
         try:
-            old = load_design(args.baseline)
-            designs[f"{args.baseline} ({old.ALG})"] = old
+            old = load_design(revision)
+            designs[f"{revision} ({old.ALG})"] = old
         except (OSError, subprocess.CalledProcessError) as exc:
-            print(f"(baseline {args.baseline} not loadable, skipped: {exc})")
+            print(f"(baseline {revision} not loadable, skipped: {exc})")
     if args.only in (None, "flicker"):
         flicker(designs, args.frames)
     if args.only in (None, "robustness"):
         robustness(designs, args.frames)
+    if args.only in (None, "visibility"):
+        visibility(designs)
     if args.only in (None, "false-ids"):
         false_ids(args.frames)
         sharpness_census(args.draws)

@@ -60,9 +60,13 @@ N_BITS = ID_BITS + CRC_BITS
 AMPLITUDE = 2.4  # grey levels of a cell before informed embedding
 AMPLITUDE_SMALL = 3.0  # small videos have fewer pixels per bit, so each must say more
 WEIGHT_FLOOR = 0.5  # grey levels added to a cell's local high-pass level before dividing
-CELL_WEIGHT_SOFT, CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL = 2.0, 0.5, 1.6
-MAX_CORRECTION = 4.0  # a bit's amplitude after cancelling the picture, in base amplitudes
-SOLVE_STEPS = 4  # rounds of informed embedding (the weighted read is nearly linear)
+CELL_WEIGHT_SOFT, CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL = 2.0, 0.5, 1.0
+MASK_SOFT, MASK_FLOOR, MASK_CEIL = 3.0, 0.8, 2.5  # texture masking (see _masked_weights)
+MASK_SHARES = (1.0, 0.67, 0.33, 0.0)  # for weak bits, in turn, until all read clearly
+CHECK_CROP = 0.05  # the crop every plan is checked against (the reader searches 2-12%)
+MIN_CLEAR = 0.5  # a bit's planned read, as a share of the median, to count as clear
+MAX_CORRECTION = 8.0  # a bit's amplitude after cancelling the picture, in base amplitudes
+SOLVE_STEPS = 8  # rounds of informed embedding (the weighted read is nearly linear)
 BUDGET_STEPS = 6  # bisection rounds for the level that fits the PSNR budget
 MIN_PSNR_DB = 40.3  # embed scales the pattern down if it would cost more than this
 SOFTEN = 0.15  # edge blur of a cell, as a fraction of the cell size
@@ -187,15 +191,31 @@ def soft_bits(grid: np.ndarray) -> np.ndarray:
 # ---- embedding ------------------------------------------------------------------------
 
 
-def _host_grid(frames: np.ndarray, shape: tuple[int, int], picks: int = 12) -> np.ndarray:
-    """The frame-averaged grid the reader will see before the mark: the picture's own say.
-
-    Read exactly as the reader reads (the cancellation is only as good as this estimate);
-    ``picks`` evenly spaced frames suffice for a loop's slow motion (a still clip needs one).
-    """
+def _host_small(frames: np.ndarray, picks: int = 12) -> np.ndarray:
+    """The frame-averaged picture the reader will see before the mark, shrunk as the reader
+    shrinks it: the picture's own say. Read exactly as the reader reads (the cancellation
+    is only as good as this estimate); ``picks`` evenly spaced frames suffice for a loop's
+    slow motion (a still clip needs one)."""
     n = len(frames)
     indices = sorted({round(i * (n - 1) / max(1, picks - 1)) for i in range(min(n, picks))})
-    return np.mean([_reader_grids(frames[i])[shape] for i in indices], axis=0)
+    return np.mean([_shrink(frames[i]) for i in indices], axis=0)
+
+
+def _cropped_read(
+    host_small: np.ndarray, pattern: np.ndarray, bits: np.ndarray, size: tuple[int, int]
+) -> np.ndarray | None:
+    """How each bit would read in a copy with CHECK_CROP of the picture cut away (centred),
+    as the reader's crop search sees it; None when the grid shapes do not line up."""
+    sh, sw = host_small.shape
+    marked = host_small + cv2.resize(pattern, (sw, sh), interpolation=cv2.INTER_AREA)
+    dy, dx = round(sh * CHECK_CROP / 2), round(sw * CHECK_CROP / 2)
+    h, w = size
+    cut = (round(h * (1 - CHECK_CROP)), round(w * (1 - CHECK_CROP)))
+    shape = embed_grid_shape(h, w)
+    for grid in _uncrop(np.ascontiguousarray(marked[dy : sh - dy, dx : sw - dx]), cut, CHECK_CROP):
+        if grid.shape == shape:
+            return soft_bits(grid) * bits
+    return None
 
 
 def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> np.ndarray:
@@ -203,50 +223,108 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
 
     ``luma_gain``: how much of P reaches the encoder's Y' (1 when P goes onto the Y plane,
     Y_SCALE when it is added to R, G and B), so the picture is cancelled where it is read.
+
+    Where the amplitude goes: the reader gets the most from calm cells, the eye sees the
+    least in busy ones. The plan starts fully texture-masked (flat sky gets a fraction of
+    the mean); a bit the picture drowns even so (its cells mostly busy, or mostly flat
+    wall) gets the reader's calm-cell weighting back step by step, in its own cells only.
     """
     bits = id_to_bits(video_id)
     h, w = frames.shape[1:3]
     rows, cols = embed_grid_shape(h, w)
+    host_small = _host_small(frames)
+    host = _to_grid(host_small, (rows, cols))
+    calm = _cell_weights(host)
+    masked = _masked_weights(_activity(frames, (rows, cols)))
+    bit_of = _carriers((rows, cols))[0]
+    weak = np.zeros(N_BITS, bool)
+    pattern = np.zeros((1, 1), np.float32)
+    for share in (*MASK_SHARES, None):
+        if share is None:  # the picture still drowns some bit: calm-first everywhere
+            weight = calm
+        else:  # only the cells of bits that did not read clearly get calm cells' share back
+            weight = np.where(weak[bit_of], share * masked + (1.0 - share) * calm, masked)
+        pattern, read = _plan(host, bits, weight / float(weight.mean()), (h, w), luma_gain)
+        unclear = read < MIN_CLEAR * max(float(np.median(read)), 1e-6)
+        # A cropped copy shifts the grid over the picture, which then speaks again where
+        # the plan cancelled it (busy cells most): a bit that would read the wrong way in a
+        # CHECK_CROP crop counts as unclear too. Asking more gives up the masking on most
+        # photos; the CRC and the weakest-bit flips absorb a few weak bits.
+        cropped = _cropped_read(host_small, pattern * luma_gain, bits, (h, w))
+        if cropped is not None:
+            unclear |= cropped <= 0
+        if not unclear.any():
+            break
+        weak |= unclear
+    pattern = cv2.resize(pattern, (w, h), interpolation=cv2.INTER_LINEAR)
+    max_rms = 255.0 / 10 ** (MIN_PSNR_DB / 20)
+    if (rms := _rms(pattern)) > max_rms:
+        pattern *= max_rms / rms
+    return np.rint(pattern).astype(np.int16)
+
+
+def _plan(
+    host: np.ndarray, bits: np.ndarray, weight: np.ndarray, size: tuple[int, int],
+    luma_gain: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pattern at work resolution for one weighting, and how each bit reads on the
+    unattacked picture (positive: the right sign)."""
+    h, w = size
+    rows, cols = host.shape
     bit_of, sign, _ = _carriers((rows, cols))
     # Drawn at a reduced resolution (WORK_CELL_PX per cell) and upsampled once: the pattern
     # is smooth, and a full-resolution blur would cost more than the whole embedding should.
     ws = (min(w, cols * WORK_CELL_PX), min(h, rows * WORK_CELL_PX))
     blur = max(0.5, SOFTEN * WORK_CELL_PX)
-    host = _host_grid(frames, (rows, cols))
-    weight = _cell_weights(host)
 
     def draw(amp: np.ndarray) -> np.ndarray:
         grid = (amp[bit_of] * sign * weight).astype(np.float32)
         cells = cv2.resize(grid, ws, interpolation=cv2.INTER_NEAREST)
         return cv2.GaussianBlur(cells, (0, 0), blur)
 
+    def render(amp: np.ndarray) -> np.ndarray:
+        return _to_grid(draw(amp) * luma_gain, (rows, cols))
+
     amplitude = AMPLITUDE_SMALL if _is_small(h, w) else AMPLITUDE
     max_rms = 255.0 / 10 ** (MIN_PSNR_DB / 20)
 
     def solve(level: float) -> np.ndarray:
-        amp = _informed_amplitudes(
-            host, bits, level, lambda a: _to_grid(draw(a) * luma_gain, (rows, cols))
-        )
-        return draw(amp)
+        return _informed_amplitudes(host, bits, level, render)
 
-    pattern = solve(amplitude)
-    if _rms(pattern) > max_rms:
+    amp = solve(amplitude)
+    if _rms(draw(amp)) > max_rms:
         # Over the PSNR budget: lower the level every bit reads at and solve again, so the
         # picture's share stays cancelled (scaling the pattern would let it speak again).
         low, high, best = 0.0, amplitude, None
         for _ in range(BUDGET_STEPS):
             level = (low + high) / 2
             trial = solve(level)
-            if _rms(trial) <= max_rms:
+            if _rms(draw(trial)) <= max_rms:
                 low, best = level, trial
             else:
                 high = level
-        # Even the lowest level over budget (a very busy photo): scaled down below.
-        pattern = best if best is not None else solve(high)
-    pattern = cv2.resize(pattern, (w, h), interpolation=cv2.INTER_LINEAR)
-    if (rms := _rms(pattern)) > max_rms:
-        pattern *= max_rms / rms
-    return np.rint(pattern).astype(np.int16)
+        # Even the lowest level over budget (a very busy photo): scaled down by the caller.
+        amp = best if best is not None else solve(high)
+    return draw(amp), soft_bits(host + render(amp)) * bits
+
+
+def _activity(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per cell, how busy the picture is at pixel scale (mean 5x5 standard deviation of the
+    middle frame's luma): texture that hides a pattern from the eye (grass, fur, foliage)
+    even where cell averages are calm."""
+    y = _luma(frames[len(frames) // 2].astype(np.float32))
+    mean = cv2.blur(y, (5, 5))
+    sd = np.sqrt(np.maximum(cv2.blur(y * y, (5, 5)) - mean * mean, 0.0))
+    grid = cv2.resize(sd, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return cv2.blur(grid, (3, 3), borderType=cv2.BORDER_REFLECT)
+
+
+def _masked_weights(activity: np.ndarray) -> np.ndarray:
+    """Amplitude per cell, mean 1, by texture masking: flat cells (where a couple of grey
+    levels show as faint blocks) get down to MASK_FLOOR, busy ones up to MASK_CEIL."""
+    weight = activity + MASK_SOFT
+    weight = np.clip(weight / float(weight.mean()), MASK_FLOOR, MASK_CEIL)
+    return (weight / float(weight.mean())).astype(np.float32)
 
 
 def _cell_weights(host: np.ndarray) -> np.ndarray:
