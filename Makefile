@@ -52,7 +52,7 @@ unit: setup
 	$(PY) -m pytest -q -m "not integration"
 
 smoke: setup
-	$(PY) -m alive_service.smoke
+	$(PY) -m tools.smoke
 
 # Debian's prometheus package carries promtool; install it when apt is there (root).
 promtool:
@@ -80,13 +80,13 @@ EVAL_DEBS := opencv-doc mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpape
 eval: setup
 	-@dpkg -s $(EVAL_DEBS) >/dev/null 2>&1 || (command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(EVAL_DEBS))
-	$(PY) -m alive_service.motion.eval --out build/eval
+	$(PY) -m tools.motion_eval --out build/eval
 
 bench: setup
-	$(PY) -m alive_service.bench
+	$(PY) -m tools.bench
 
 load: setup
-	$(PY) -m alive_service.load
+	$(PY) -m tools.load
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from alive_service.harness import free_port
+from tools.harness import free_port
 
 
 def _bin(name: str) -> str:

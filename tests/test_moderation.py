@@ -26,7 +26,6 @@ from sqlalchemy.exc import DBAPIError
 
 from alive_service import moderation as mod
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
 from alive_service.store import (
     Conflict,
@@ -41,6 +40,7 @@ from alive_service.store.interface import TakenDown
 from alive_service.store.schema import utcnow
 from alive_service.store.sql import REPORTS_PER_HOUR
 from tests.conftest import PG_ADMIN_URL, _pg_available, enrol_moderators, moderator_env
+from tools.harness import ServerProcess
 
 # -- fresh databases -------------------------------------------------------------------------
 # The queue and the statistics look at every row, so each test gets an empty database:

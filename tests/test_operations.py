@@ -16,9 +16,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess, free_port, wait_serving
 from alive_service.rpc import error_info, pb
 from tests.pgcluster import PgCluster
+from tools.harness import ServerProcess, free_port, wait_serving
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from alive_service.auth import load_or_create_secret, mint_token
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
 from alive_service.store import SqlStore, schema
 from provenance.verify import verify_mp4
+from tools.harness import ServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,9 @@ from PIL import Image
 
 from alive_service.config import Settings
 from alive_service.encode import encode_mp4
-from alive_service.harness import temporary_server
-from alive_service.load import rss_mb
 from provenance.watermark import decode_mp4_frames
+from tools.harness import temporary_server
+from tools.load import rss_mb
 
 
 def twelve_megapixel_jpeg() -> bytes:
@@ -161,8 +161,8 @@ def main() -> None:
     photo = twelve_megapixel_jpeg()
     print(f"12 MP test photo: {len(photo) / 1e6:.1f} MB JPEG")
     in_process(args.runs, photo)
-    for module in ("alive_service.decode_bench", "alive_service.motion.bench", "safety.bench",
-                   "provenance.bench"):
+    for module in ("tools.decode_bench", "tools.motion_bench", "tools.safety_bench",
+                   "tools.provenance_bench"):
         component(module)
     over_grpc(photo, args.grpc_requests, Settings().request_threads)
     # The other side of the ALIVE_REQUEST_THREADS trade-off: a lone request on every core.

@@ -1,4 +1,4 @@
-"""``python -m provenance.bench``: watermark steadiness, robustness, false ids, and costs.
+"""``python -m tools.provenance_bench``: watermark steadiness, robustness, false ids, and costs.
 
 1. Flicker: the worst frame-to-frame step of 8x8-averaged luma (loop seam included) of
    clips made the way the service makes them (motion model -> LumaMark on the encoder's Y
