@@ -15,14 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
-from alive_service.decode import DecodeLimits, Photo, decode_photo
-from alive_service.encode import EncodeOptions, Video, encode_mp4
-from alive_service.motion import Clip, MotionModel, MotionOptions
+from alive_service.decode import Photo, decode_photo
+from alive_service.encode import Video, encode_mp4
+from alive_service.motion import Clip, MotionOptions
+from alive_service.parts import Parts
 from alive_service.store import Conflict, DecisionRecord, Store, TakenDown, VideoRecord, new_id
 from provenance import watermark
 from provenance.keys import SigningIdentity
 from provenance.sign import GenerationInfo, sign_video
-from safety import Decision, SafetyChecker
+from safety import Decision
 
 log = logging.getLogger("alive.pipeline")
 
@@ -94,18 +95,6 @@ class AnimateRequest:
         digest.update(self.caption.encode())
         digest.update(json.dumps(asdict(self.options), sort_keys=True).encode())
         return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class Parts:
-    """The loaded models and keys a request runs through (built once per process)."""
-
-    safety: SafetyChecker
-    motion: MotionModel
-    identity: Callable[[], SigningIdentity]  # renews the dev leaf while the server runs
-    store: Store
-    limits: DecodeLimits = field(default_factory=DecodeLimits)
-    encode: EncodeOptions = field(default_factory=EncodeOptions)
 
 
 @dataclass(frozen=True)

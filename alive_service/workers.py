@@ -107,15 +107,13 @@ def _serve(settings: Settings, conn: Connection, cancel: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _keep_freed_memory()
     from alive_service import logs
+    from alive_service.parts import Parts
     from alive_service.pipeline import animate
-    from alive_service.server import load_parts, signing_identity
-
-    logs.configure(settings.log_level)
     from provenance.verify import verify_mp4
 
+    logs.configure(settings.log_level)
     try:
-        identity, anchors = signing_identity(settings)
-        parts = load_parts(settings, identity, migrate=False)
+        parts = Parts.load(settings, migrate=False)
     except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
         log.exception("worker start-up failed")
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
@@ -132,7 +130,7 @@ def _serve(settings: Settings, conn: Connection, cancel: Any) -> None:
         progress = _throttled(conn.send)
         try:
             if kind == "verify":  # request: (mp4 bytes, VideoLimits)
-                result = verify_mp4(request[0], anchors, limits=request[1])
+                result = verify_mp4(request[0], parts.keys.trust_anchors, limits=request[1])
             else:
                 result = animate(request, parts, progress, cancel.is_set, threads)
             conn.send(("result", result))

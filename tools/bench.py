@@ -48,13 +48,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def in_process(runs: int, photo: bytes) -> None:
+    from alive_service.parts import Parts
     from alive_service.pipeline import AnimateRequest, animate
-    from alive_service.server import load_parts, signing_identity
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
-        identity, _ = signing_identity(settings)
-        parts = load_parts(settings, identity)
+        parts = Parts.load(settings)
         # As the server runs a request: on ALIVE_REQUEST_THREADS cores (the reference too).
         threads = settings.request_threads or os.cpu_count() or 1
         stages: dict[str, list[float]] = {}
