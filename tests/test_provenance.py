@@ -69,6 +69,7 @@ def _info() -> GenerationInfo:
         model_sha256="ab" * 32,
         seed=42,
         params={"amplitude": 0.6, "loop_frames": 36, "mode": "sway"},
+        claim_generator="Alive/0.1.0",
     )
 
 
