@@ -14,7 +14,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from alive_service import auth, logs, metrics
-from alive_service.admission import Admission
 from alive_service.config import Settings
 from alive_service.guard import CallGuard, GuardOptions
 from alive_service.parts import Keys, open_store
@@ -52,7 +51,7 @@ def build_server(
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     # No maximum_concurrent_rpcs: one cap shared by everyone is what a stalled client fills.
     # The guard bounds each peer and user instead, well below the thread pool, so health and
-    # other clients always find a thread; Admission bounds the expensive work.
+    # other clients always find a thread; the WorkerPool bounds the expensive work.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.rpc_threads, thread_name_prefix="rpc"),
         interceptors=[call_guard(settings, runtime.secret)],
@@ -138,9 +137,8 @@ def main() -> None:
         sys.exit(2)
     secret = auth.load_or_create_secret(settings.data_dir)
     auth.ensure_dev_token(settings.data_dir, secret)
-    runtime = Runtime(settings=settings, secret=secret, trust_anchors=keys.trust_anchors,
-                      admission=Admission(settings.workers, settings.queue_depth))
-    workers = WorkerPool(settings, settings.workers)
+    runtime = Runtime(settings=settings, secret=secret, trust_anchors=keys.trust_anchors)
+    workers = WorkerPool(settings, settings.workers, settings.queue_depth)
     try:
         server, port, health_servicer = build_server(settings, runtime)
     except OSError as exc:
@@ -183,7 +181,6 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.wait_for_termination()
-    runtime.admission.shutdown()
     workers.close()
     log.info("stopped")
     if failed.is_set():
