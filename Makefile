@@ -48,8 +48,9 @@ serve: setup
 test: setup promtool
 	$(PY) -m pytest -q -x --durations=15
 
-unit: setup
-	$(PY) -m pytest -q -m "not integration"
+# The fast set: no server process, no built models (conftest.py marks the tests needing them).
+unit: $(VENV)/.stamp $(PROTO_STAMP)
+	$(PY) -m pytest -q -m "not integration and not models"
 
 smoke: setup
 	$(PY) -m tools.smoke
