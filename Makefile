@@ -48,11 +48,12 @@ serve: setup
 test: setup promtool
 	$(PY) -m pytest -q -x --durations=15
 
-unit: setup
-	$(PY) -m pytest -q -m "not integration"
+# The fast set: no server process, no built models (conftest.py marks the tests needing them).
+unit: $(VENV)/.stamp $(PROTO_STAMP)
+	$(PY) -m pytest -q -m "not integration and not models"
 
 smoke: setup
-	$(PY) -m alive_service.smoke
+	$(PY) -m tools.smoke
 
 # Debian's prometheus package carries promtool; install it when apt is there (root).
 promtool:
@@ -80,13 +81,13 @@ EVAL_DEBS := opencv-doc mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpape
 eval: setup
 	-@dpkg -s $(EVAL_DEBS) >/dev/null 2>&1 || (command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(EVAL_DEBS))
-	$(PY) -m alive_service.motion.eval --out build/eval
+	$(PY) -m tools.motion_eval --out build/eval
 
 bench: setup
-	$(PY) -m alive_service.bench
+	$(PY) -m tools.bench
 
 load: setup
-	$(PY) -m alive_service.load
+	$(PY) -m tools.load
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -284,11 +284,11 @@ def verify(
 
 
 def _trust_anchors() -> bytes | None:
-    path = os.environ.get("ALIVE_TRUST_ANCHORS")
-    if path:
-        return Path(path).read_bytes()
-    dev_root = Path(os.environ.get("ALIVE_DATA_DIR", "var")) / "keys" / "c2pa-dev-root.pem"
-    return dev_root.read_bytes() if dev_root.exists() else None
+    from alive_service.config import Settings
+    from provenance.keys import existing_trust_anchors
+
+    settings = Settings.from_env()
+    return existing_trust_anchors(settings.keys_dir, settings.trust_anchors)
 
 
 @app.command()

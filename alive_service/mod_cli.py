@@ -29,6 +29,7 @@ from alive_service.config import Settings
 from alive_service.moderators import Moderator, NotAModerator
 from alive_service.store import Conflict, NotFound, SqlStore, StoreUnavailable, upgrade
 from alive_service.store.interface import VideoRecord
+from provenance.keys import existing_trust_anchors
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,10 +111,7 @@ class Env:
         return self._store
 
     def trust_anchors(self) -> bytes | None:
-        if self.settings.trust_anchors:
-            return Path(self.settings.trust_anchors).read_bytes()
-        root = self.settings.keys_dir / "c2pa-dev-root.pem"
-        return root.read_bytes() if root.exists() else None
+        return existing_trust_anchors(self.settings.keys_dir, self.settings.trust_anchors)
 
 
 def _env(ctx: typer.Context) -> Env:

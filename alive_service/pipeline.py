@@ -15,14 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
-from alive_service.decode import DecodeLimits, Photo, decode_photo
-from alive_service.encode import EncodeOptions, Video, encode_mp4
-from alive_service.motion import Clip, MotionModel, MotionOptions
+from alive_service import CLAIM_GENERATOR
+from alive_service.decode import Photo, decode_photo
+from alive_service.encode import Video, encode_mp4
+from alive_service.motion import Clip, MotionOptions
+from alive_service.parts import Parts
 from alive_service.store import Conflict, DecisionRecord, Store, TakenDown, VideoRecord, new_id
 from provenance import watermark
 from provenance.keys import SigningIdentity
 from provenance.sign import GenerationInfo, sign_video
-from safety import Decision, SafetyChecker
+from safety import Decision
 
 log = logging.getLogger("alive.pipeline")
 
@@ -94,18 +96,6 @@ class AnimateRequest:
         digest.update(self.caption.encode())
         digest.update(json.dumps(asdict(self.options), sort_keys=True).encode())
         return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class Parts:
-    """The loaded models and keys a request runs through (built once per process)."""
-
-    safety: SafetyChecker
-    motion: MotionModel
-    identity: Callable[[], SigningIdentity]  # renews the dev leaf while the server runs
-    store: Store
-    limits: DecodeLimits = field(default_factory=DecodeLimits)
-    encode: EncodeOptions = field(default_factory=EncodeOptions)
 
 
 @dataclass(frozen=True)
@@ -214,6 +204,7 @@ def animate(
     info = GenerationInfo(
         video_id=video_id, model_id=clip.model_id, model_version=clip.model_version,
         model_sha256=clip.model_sha256, seed=request.options.seed, params=clip.params,
+        claim_generator=CLAIM_GENERATOR,
     )
     identity = parts.identity()
     signed = sign_video(video.mp4, photo.data, photo.mime, info, identity)
@@ -221,7 +212,9 @@ def animate(
 
     report(Stage.STORING, 0, 0)
     start = time.perf_counter()
-    record = _video_record(request, video_id, photo, image.pdq_hex, len(image.faces), clip.params,
+    # The record keeps the claim generator the manifest was signed with (VideoInfo returns it).
+    params = {**clip.params, "claim_generator": info.claim_generator}
+    record = _video_record(request, video_id, photo, image.pdq_hex, len(image.faces), params,
                            clip, video, signed.manifest_id, identity, caption, image.decision,
                            output)
     stored = parts.store.add_video(record, signed.mp4, photo.data)

@@ -1,128 +1,32 @@
-"""The server process: settings -> keys -> database -> models -> gRPC, and a graceful stop."""
+"""The server process: settings -> keys -> database -> workers (models) -> gRPC, and a graceful
+stop. What the parts are and how they are built: parts.py."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from alive_service import auth, logs, metrics
-from alive_service.admission import Admission
 from alive_service.config import Settings
-from alive_service.decode import DecodeLimits
-from alive_service.encode import EncodeOptions
 from alive_service.guard import CallGuard, GuardOptions
-from alive_service.pipeline import Parts
+from alive_service.parts import Keys, open_store
 from alive_service.rpc import RpcError, pb
 from alive_service.service import AliveServicer, Runtime, add_to_server
-from alive_service.store import SqlStore, StoreUnavailable, upgrade
+from alive_service.store import SqlStore, StoreUnavailable
 from alive_service.workers import WorkerPool
-from provenance.keys import (
-    CertificateError,
-    DevIdentitySource,
-    SigningIdentity,
-    resolve_identity,
-    resolve_trust_anchors,
-)
+from provenance.keys import CertificateError
 
 log = logging.getLogger("alive.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AliveService"].full_name
 MB = 1024 * 1024
-
-
-def signing_identity(settings: Settings) -> tuple[Callable[[], SigningIdentity], bytes]:
-    """Where signing keys come from, and the trust anchors verification uses.
-
-    Raises CertificateError (a wrong-profile or expired certificate stops start-up)."""
-    anchors = resolve_trust_anchors(settings.keys_dir, settings.trust_anchors)
-    if settings.sign_cert:
-        identity = resolve_identity(settings.keys_dir, settings.sign_cert, settings.sign_key,
-                                    settings.tsa_url)
-        return (lambda: identity), anchors
-    if settings.sign_key:
-        raise CertificateError("ALIVE_SIGN_KEY is set but ALIVE_SIGN_CERT is not")
-    return DevIdentitySource(settings.keys_dir).get, anchors
-
-
-class BlobDirMissing(RuntimeError):
-    pass
-
-
-def open_store(settings: Settings, migrate: bool = True) -> SqlStore:
-    """The store; with ``migrate`` (the server process, once at start) also the schema and
-    the blob directory: created on a fresh start, never when the database has videos."""
-    if migrate:
-        upgrade(settings.database_url)
-    store = SqlStore(settings.database_url, settings.blob_dir, create_blobs=False)
-    store.ping()
-    if migrate:
-        prepare_blobs(store)
-        sweep_encoder_temp(settings.data_dir / "tmp")
-    return store
-
-
-def sweep_encoder_temp(temp_dir: Path, older_than_s: float = 3600.0) -> None:
-    """Remove encoder temp files a killed worker left (old ones only: replicas may share
-    the data dir)."""
-    cutoff = time.time() - older_than_s
-    for path in temp_dir.glob("tmp*.mp4") if temp_dir.is_dir() else ():
-        with contextlib.suppress(FileNotFoundError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-
-
-def prepare_blobs(store: SqlStore) -> None:
-    blobs = store.blobs
-    videos = store.count_videos()
-    if not blobs.root.exists():
-        if videos:
-            raise BlobDirMissing(f"the blob directory {blobs.root} is missing but the database "
-                                 f"has {videos} videos; restore it (or point ALIVE_DATA_DIR "
-                                 "at it) before starting")
-        blobs.create()
-    elif blobs.marker_id() is None:
-        if videos and not any(blobs.keys()):
-            raise BlobDirMissing(f"the blob directory {blobs.root} is empty and unmarked but "
-                                 f"the database has {videos} videos: was it replaced?")
-        blobs.adopt()
-    swept = blobs.sweep_temp()
-    if swept:
-        log.info("removed unfinished blob writes", extra={"files": swept})
-
-
-def load_parts(settings: Settings, identity: Callable[[], SigningIdentity],
-               migrate: bool = True) -> Parts:
-    """Everything one generation process needs: models, keys, its own store connection."""
-    # Imported here: loading models is the slow part and the health service is up meanwhile.
-    from alive_service.motion import load_motion_model
-    from safety import SafetyChecker
-
-    store = open_store(settings, migrate)
-    threads = os.cpu_count() or 2
-    temp_dir = settings.data_dir / "tmp"
-    temp_dir.mkdir(exist_ok=True)
-    policy = Path(settings.policy_file) if settings.policy_file else None
-    return Parts(
-        safety=SafetyChecker(settings.model_dir, policy, threads=1),
-        motion=load_motion_model(settings.model_dir, threads=threads),
-        identity=identity,
-        store=store,
-        limits=DecodeLimits(max_bytes=settings.max_photo_bytes,
-                            max_pixels=settings.max_photo_pixels),
-        encode=EncodeOptions(temp_dir=temp_dir),
-    )
 
 
 def call_guard(settings: Settings, secret: bytes) -> CallGuard:
@@ -147,7 +51,7 @@ def build_server(
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     # No maximum_concurrent_rpcs: one cap shared by everyone is what a stalled client fills.
     # The guard bounds each peer and user instead, well below the thread pool, so health and
-    # other clients always find a thread; Admission bounds the expensive work.
+    # other clients always find a thread; the WorkerPool bounds the expensive work.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.rpc_threads, thread_name_prefix="rpc"),
         interceptors=[call_guard(settings, runtime.secret)],
@@ -226,16 +130,15 @@ def main() -> None:
     logs.configure(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        identity, anchors = signing_identity(settings)
+        keys = Keys.load(settings)
     except CertificateError as exc:
         log.error("refusing to start: %s", exc)
         print(f"alive-server: refusing to start: {exc}", file=sys.stderr)
         sys.exit(2)
     secret = auth.load_or_create_secret(settings.data_dir)
     auth.ensure_dev_token(settings.data_dir, secret)
-    runtime = Runtime(settings=settings, secret=secret, trust_anchors=anchors,
-                      admission=Admission(settings.workers, settings.queue_depth))
-    workers = WorkerPool(settings, settings.workers)
+    runtime = Runtime(settings=settings, secret=secret, trust_anchors=keys.trust_anchors)
+    workers = WorkerPool(settings, settings.workers, settings.queue_depth)
     try:
         server, port, health_servicer = build_server(settings, runtime)
     except OSError as exc:
@@ -278,7 +181,6 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.wait_for_termination()
-    runtime.admission.shutdown()
     workers.close()
     log.info("stopped")
     if failed.is_set():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +15,10 @@ from google.protobuf.message import DecodeError as ProtoDecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alive_service import metrics, pages, validate
-from alive_service.admission import Admission, Full
 from alive_service.auth import AuthError, Identity, identity_from_metadata
 from alive_service.config import Settings
 from alive_service.decode import DecodeError
-from alive_service.pipeline import AnimateRequest, Cancelled, Refused, Stage
+from alive_service.pipeline import AnimateRequest, Cancelled, Refused, Result, Stage
 from alive_service.rpc import RpcError, pb, pb_grpc, rich_status
 from alive_service.store import (
     Conflict,
@@ -33,7 +30,7 @@ from alive_service.store import (
     TakenDown,
     VideoRecord,
 )
-from alive_service.workers import WorkerCrashed, WorkerPool
+from alive_service.workers import Full, Progress, WorkerCrashed, WorkerPool
 from provenance.verify import VideoLimits, VideoTooLarge, check_boxes
 
 log = logging.getLogger("alive.service")
@@ -55,12 +52,12 @@ _STAGES = {
 @dataclass
 class Runtime:
     """What the handlers need; ``store`` and ``workers`` are None until the database is
-    migrated and every worker has loaded its models."""
+    migrated and every worker has loaded its models. ``workers`` also owns CPU capacity:
+    Animate and VerifyVideo both run through it."""
 
     settings: Settings
     secret: bytes
     trust_anchors: bytes
-    admission: Admission
     store: Store | None = None
     workers: WorkerPool | None = None
 
@@ -181,12 +178,12 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                            "the service is loading its models; retry shortly", retry_after_s=2.0)
         return self.rt.store, self.rt.workers
 
-    def _rate_limit(self, store: Store, user: str) -> None:
+    def _rate_limit(self, store: Store, workers: WorkerPool, user: str) -> None:
         limit = self.rt.settings.user_requests_per_minute
         # Counted at admission, in one transaction in the database: concurrent requests of
         # one user (on any replica) cannot all read the same count, and refused ones count.
         # A request the server has no room for is not an admission (AT_CAPACITY, uncharged).
-        self.rt.admission.check()
+        workers.check()
         try:
             store.admit(user, "animate", limit)
         except RateLimited as exc:
@@ -281,43 +278,27 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                 options=validate.options_with_hints(request.options, request.hints),
                 idempotency_key=validate.idempotency_key(request.idempotency_key),
             )
-            self._rate_limit(store, user)
+            self._rate_limit(store, workers, user)
             self._strikes(store, user)
-            events: queue.Queue[tuple[str, Any]] = queue.Queue()
-            stop = threading.Event()
-
-            def progress(stage: Stage, done: int, total: int) -> None:
-                events.put(("progress", pb.Progress(stage=_STAGES[stage], frames_done=done,
-                                                    frames_total=total)))
-
-            def finished(done: Future) -> None:
-                events.put(("done", None))  # the result goes out now, not at the next poll
-                exc = None if done.cancelled() else done.exception()
-                if isinstance(exc, Cancelled):  # logged here: the stream may be gone
-                    log.info("cancelled", extra={
-                        "request_id": request_id, "code": "CANCELLED", "stage": exc.stage,
-                        "frames_done": exc.frames_done, "frames_total": exc.frames_total})
-
-            future = self.rt.admission.submit(workers.animate, typed, progress, stop.is_set)
-            future.add_done_callback(finished)
-            metrics.QUEUE_DEPTH.set(self.rt.admission.queued)
             deadline = started + min(MAX_ANIMATE_S, context.time_remaining() or MAX_ANIMATE_S)
-            try:
-                while True:
-                    try:
-                        kind, payload = events.get(timeout=0.1)
-                    except queue.Empty:
-                        kind = ""
-                    if kind == "done":
-                        break
-                    if kind == "progress":
-                        yield pb.AnimateEvent(progress=payload)
-                    if not context.is_active() or time.perf_counter() > deadline:
-                        stop.set()
-            finally:
-                # grpc drops this generator at a yield once the client has gone: stop the work.
-                stop.set()
-            result = future.result()
+
+            def cancelled() -> bool:
+                return not context.is_active() or time.perf_counter() > deadline
+
+            # Progress goes out as the worker sends it; if the client goes away, grpc drops
+            # this generator at a yield and the pool's iterator, closed with it, stops the work.
+            result = None
+            with contextlib.closing(workers.animate(typed, cancelled)) as events:
+                for event in events:
+                    if isinstance(event, Progress):
+                        yield pb.AnimateEvent(progress=pb.Progress(
+                            stage=_STAGES[event.stage], frames_done=event.done,
+                            frames_total=event.total))
+                        metrics.QUEUE_DEPTH.set(workers.queued)
+                    else:
+                        result = event
+            if not isinstance(result, Result):
+                raise RuntimeError("the worker pool ended a job without a result")
             for stage, seconds in result.timings.items():
                 metrics.STAGE_SECONDS.labels(stage).observe(seconds)
             yield pb.AnimateEvent(result=video_info(result.video, result.reused))
@@ -374,7 +355,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                 raise validate.invalid("EMPTY_VIDEO", "the request carries no video")
             store, workers = self._ready()
             settings = self.rt.settings
-            self.rt.admission.check()
+            workers.check()
             store.admit(user, "verify", settings.user_verifies_per_minute)
             limits = VideoLimits(max_pixels=settings.verify_max_pixels,
                                  max_duration_s=settings.verify_max_duration_s,
@@ -384,8 +365,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
             # oversized file is refused without taking a worker's turn.
             try:
                 check_boxes(request.video, limits)
-                result = self.rt.admission.submit(
-                    workers.verify, request.video, limits, request_id).result()
+                result = workers.verify(request.video, limits, request_id)
             except VideoTooLarge as exc:
                 raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, exc.reason, str(exc)) from None
             record = None

@@ -410,22 +410,24 @@ def dev_root_pem(keys_dir: Path) -> bytes:
     return path.read_bytes()
 
 
-def resolve_identity(
+def identity_source(
     keys_dir: Path, cert_path: str = "", key_path: str = "", tsa_url: str = ""
-) -> SigningIdentity:
-    """What the server calls at start-up with Settings.sign_cert/sign_key/tsa_url.
-
-    Empty paths mean the dev CA under keys_dir. Raises CertificateError.
-    """
+) -> Callable[[], SigningIdentity]:
+    """Where signing identities come from, given Settings.sign_cert/sign_key/tsa_url: the
+    configured certificate (loaded and checked now), else the dev CA under keys_dir, renewed
+    as it nears expiry. The one place the choice is made. Raises CertificateError."""
     if cert_path:
-        return load_identity(Path(cert_path), Path(key_path) if key_path else None, tsa_url or None)
+        identity = load_identity(Path(cert_path), Path(key_path) if key_path else None,
+                                 tsa_url or None)
+        return lambda: identity
     if key_path:
         raise CertificateError("ALIVE_SIGN_KEY is set but ALIVE_SIGN_CERT is not")
-    return ensure_dev_identity(keys_dir)
+    return DevIdentitySource(keys_dir).get
 
 
 def resolve_trust_anchors(keys_dir: Path, anchors_path: str = "") -> bytes:
-    """PEM trust anchors for verification: the configured file, else the dev root."""
+    """PEM trust anchors for verification: the configured file, else the dev root (created
+    if missing). Raises CertificateError."""
     if anchors_path:
         try:
             pem = Path(anchors_path).read_bytes()
@@ -434,6 +436,14 @@ def resolve_trust_anchors(keys_dir: Path, anchors_path: str = "") -> bytes:
         _split_pem(pem)
         return pem
     return dev_root_pem(keys_dir)
+
+
+def existing_trust_anchors(keys_dir: Path, anchors_path: str = "") -> bytes | None:
+    """What the command-line tools verify against: the configured anchors, else the dev
+    root if a local server made one (never created here), else None (no trust list)."""
+    if anchors_path or (Path(keys_dir) / ROOT_FILE).exists():
+        return resolve_trust_anchors(keys_dir, anchors_path)
+    return None
 
 
 class DevIdentitySource:

@@ -57,7 +57,9 @@ class GenerationInfo:
     model_sha256: str
     seed: int
     params: dict[str, float | int | str] = field(default_factory=dict)
-    claim_generator: str = "Alive/0.1.0"
+    # "Name/version" of the software that made the video; the caller names itself
+    # (alive_service.CLAIM_GENERATOR), this package does not guess.
+    claim_generator: str = field(kw_only=True)
 
 
 @dataclass(frozen=True)

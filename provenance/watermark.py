@@ -73,7 +73,7 @@ SOFTEN = 0.15  # edge blur of a cell, as a fraction of the cell size
 WORK_CELL_PX = 8  # the pattern is drawn at a resolution with this many pixels per cell
 N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials)
 # Sharpness of unmarked pictures under this reader, 21 photos x 2 sizes x both grids x 300
-# carrier draws (25,200 reads; `python -m provenance.bench --only false-ids --draws 300`):
+# carrier draws (25,200 reads; `python -m tools.provenance_bench --only false-ids --draws 300`):
 # mean 1.47, P(>= 1.6) 16.5%, P(>= 2.0) 0.04%, max 2.07, no id returned. With the CRC
 # (2^-16 per word tried, 2^5 words once flips are allowed) that is ~3e-6 false ids per grid
 # level read, ids a database lookup then also has to find.

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference import onnx_session
 from safety.e5_weights import dequantise
-from safety.runtime import onnx_session
 
 ONNX_FILE = "e5.onnx"
 TOKENIZER_FILE = "e5_tokenizer.json"

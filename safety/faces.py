@@ -29,9 +29,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
-from safety.runtime import providers
+from inference import onnx_session
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def build(out_dir: Path) -> None:
         return
     from safety.mtcnn import export_onnx  # torch is a build-time dependency only
 
-    export_onnx(out_dir)
+    export_onnx(out_dir, weights_dir())
     stamp.write_text(json.dumps(want, indent=2))
 
 
@@ -106,20 +105,13 @@ class FaceDetector:
         self.max_side = max_side
         self.thresholds = tuple(float(t) for t in thresholds)
         self.max_candidates = max_candidates
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Worker threads that spin steal the core other requests need on a 2-core box.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         missing = [n for n in NET_FILES if not (Path(model_dir) / n).is_file()]
         if missing:
             raise FileNotFoundError(f"{model_dir} lacks {missing}: run `make models`")
+        # Worker threads that spin steal the core other requests need on a 2-core box.
         self._pnet, self._rnet, self._onet = (
-            ort.InferenceSession(str(Path(model_dir) / n), opts, providers=providers())
-            for n in NET_FILES
+            onnx_session(Path(model_dir) / n, threads, spin=False) for n in NET_FILES
         )
-        log.info("face detector runs on %s", self._pnet.get_providers()[0])
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in ``rgb`` (HxWx3 uint8 RGB), best score first."""

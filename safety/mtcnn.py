@@ -14,8 +14,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from safety.faces import weights_dir
-
 NET_NAMES = ("pnet", "rnet", "onet")
 
 
@@ -105,10 +103,10 @@ class ONet(nn.Module):
         return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
 
 
-def load_nets() -> dict[str, nn.Module]:
-    """The three nets with facenet-pytorch's weights, in eval mode."""
+def load_nets(src: Path) -> dict[str, nn.Module]:
+    """The three nets with facenet-pytorch's weights (``src``: the wheel's data directory,
+    safety.faces.weights_dir()), in eval mode."""
     nets: dict[str, nn.Module] = {"pnet": PNet(), "rnet": RNet(), "onet": ONet()}
-    src = weights_dir()
     for name, net in nets.items():
         state = torch.load(src / f"{name}.pt", map_location="cpu", weights_only=True)
         net.load_state_dict(state)
@@ -124,10 +122,11 @@ _IO: dict[str, tuple[list[str], list[str], tuple[int, int]]] = {
 }
 
 
-def export_onnx(out_dir: Path) -> list[Path]:
-    """Export ``out_dir/{pnet,rnet,onet}.onnx``: dynamic batch, and for P-net also H and W."""
+def export_onnx(out_dir: Path, weights: Path) -> list[Path]:
+    """Export ``out_dir/{pnet,rnet,onet}.onnx`` from the .pt files in ``weights``: dynamic
+    batch, and for P-net also H and W."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    nets = load_nets()
+    nets = load_nets(weights)
     written: list[Path] = []
     for name, net in nets.items():
         inputs, outputs, (h, w) = _IO[name]

@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inference import onnx_session
 from safety.decision import CheckResult, judge
 from safety.policy import NUDENET_CLASSES, Policy
-from safety.runtime import onnx_session
 
 LABELS = NUDENET_CLASSES
 INPUT_SIZE = 320

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import io
 import os
+import shutil
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tools.harness import free_port
 
 PG_ADMIN_URL = os.environ.get("ALIVE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -41,6 +49,18 @@ def portrait_jpeg() -> bytes:
     from skimage import data
 
     return jpeg(data.astronaut())
+
+
+# Fixtures that hand out built models (from `make models`, or built for the session when
+# missing, which takes minutes). A test that uses one, directly or through another fixture,
+# is marked `models`, so `make unit` (-m "not integration and not models") stays fast.
+MODEL_FIXTURES = frozenset({"model_dir", "caption_models", "motion_dir", "safety_models"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.models)
 
 
 def configured_model_dir() -> Path:
@@ -90,33 +110,105 @@ def _pg_available() -> bool:
 
 
 class PgDatabases:
-    """Fresh PostgreSQL databases on the machine's server, dropped at the end of the session."""
+    """Fresh PostgreSQL databases on the machine's server, dropped at the end of the session:
+    empty ones (the server migrates them), or ones at the schema's head cloned from a template
+    migrated once (cloning is fast; migrating every time is not)."""
 
     def __init__(self) -> None:
         import sqlalchemy
 
         self.admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         self.names: list[str] = []
+        self._template: str | None = None
+        # Dropping a database takes a second (it checkpoints): done beside the next test.
+        self._dropper = ThreadPoolExecutor(max_workers=1)
 
-    def new(self) -> str:
+    @staticmethod
+    def url(name: str) -> str:
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    def new(self, template: str | None = None) -> str:
         import sqlalchemy
 
         name = f"alive_test_{uuid.uuid4().hex[:10]}"
+        clause = f' TEMPLATE "{template}"' if template else ""
         with self.admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"{clause}'))
         self.names.append(name)
-        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        return self.url(name)
 
-    def drop_all(self) -> None:
+    def migrated(self) -> str:
+        """A new database already at the schema's head."""
+        if self._template is None:
+            from alive_service.store import upgrade
+
+            template_url = self.new()
+            upgrade(template_url)
+            self._template = template_url.rsplit("/", 1)[1]
+        return self.new(template=self._template)
+
+    def drop_soon(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        self.names.remove(name)
+        self._dropper.submit(self._drop, name)
+
+    def _drop(self, name: str) -> None:
         import sqlalchemy
 
         with self.admin.connect() as conn:
-            for name in self.names:
-                conn.execute(sqlalchemy.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    f"WHERE datname = '{name}'"))
-                conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(sqlalchemy.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}'"))
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+
+    def drop_all(self) -> None:
+        self._dropper.shutdown(wait=True)
+        for name in self.names:
+            self._drop(name)
         self.admin.dispose()
+
+
+# A cluster of a test's own, for the tests that stop and restart the database.
+def _bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise FileNotFoundError(f"PostgreSQL's {name} is not installed")
+    return found[-1]
+
+
+def _as_postgres(args: list[str]) -> subprocess.CompletedProcess:
+    # PostgreSQL refuses to run as root; run it as the postgres user when we are root.
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    return subprocess.run(prefix + args, check=True, capture_output=True, text=True, timeout=60)
+
+
+class PgCluster:
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="alive-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        _as_postgres([_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                      "--no-sync"])
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on"
+        _as_postgres([_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-w",
+                      "-l", str(self.root / "log"), "start"])
+
+    def stop(self, mode: str = "immediate") -> None:
+        # "immediate" is a crash as far as the data is concerned: recovery replays the WAL.
+        _as_postgres([_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop("fast")
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +234,35 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'alive.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database at the schema's head for each test (the moderation queue and its
+    statistics look at every row), on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        from alive_service.store import upgrade
+
+        url = f"sqlite:///{tmp_path / 'alive.db'}"
+        upgrade(url)
+        yield url
+        return
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    url = databases.migrated()
+    yield url
+    databases.drop_soon(url)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster of this test's own, which it may stop and start."""
+    try:
+        cluster = PgCluster()
+    except (FileNotFoundError, OSError) as exc:
+        pytest.skip(f"cannot make a PostgreSQL cluster here: {exc}")
+    cluster.start()
+    yield cluster
+    cluster.destroy()
 
 
 # -- moderators: an admin key for the data directory, and enrolled moderator keys ----------

@@ -17,9 +17,9 @@ import grpc
 import pytest
 
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess, free_port
 from alive_service.rpc import error_info, pb
 from tests.npm import needs_node, npm_ci
+from tools.harness import ServerProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -72,6 +72,7 @@ def signed(keys: Path, landscape_rgb, tmp_path_factory: pytest.TempPathFactory) 
         model_sha256="cd" * 32,
         seed=7,
         params={"amplitude": 0.5},
+        claim_generator="Alive/0.1.0",
     )
     video = sign_video(mp4, jpeg(landscape_rgb), "image/jpeg", info, ensure_dev_identity(keys))
     path = tmp_path_factory.mktemp("signed") / f"{VIDEO_ID}.mp4"

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from alive_service.decode import DecodeError, DecodeLimits, decode_photo
-from alive_service.harness import ServerProcess
 from tests.conftest import jpeg
+from tools.harness import ServerProcess
 
 
 def encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:

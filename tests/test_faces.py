@@ -194,10 +194,11 @@ def test_torch_reference_onnx_cascade_reproduces_facenet_boxes(detector: FaceDet
     """IMPORTS TORCH: our torch nets in facenet's torch cascade vs ONNX nets in our cascade."""
     import torch
 
+    from safety.faces import weights_dir
     from safety.mtcnn import load_nets
 
     detect_face = facenet_detect_face()
-    nets = load_nets()
+    nets = load_nets(weights_dir())
     grace = cv2.resize(grace_hopper(), (512, 600), interpolation=cv2.INTER_AREA)
     astro = np.pad(skimage.data.astronaut(), ((0, 88), (0, 0), (0, 0)))
     images = [grace_hopper(), load_sample_image("china.jpg"), np.concatenate([grace, astro], 1)]

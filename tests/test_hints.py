@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
 from provenance.verify import verify_mp4
 from tests.conftest import jpeg
 from tests.test_motion import plaque_scene
+from tools.harness import ServerProcess
 
 pytestmark = pytest.mark.integration
 

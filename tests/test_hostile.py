@@ -14,10 +14,10 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
 from alive_service.store import SqlStore, schema
 from tests.test_decode import png_header_only
+from tools.harness import ServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,6 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from sqlalchemy.exc import DBAPIError
 
 from alive_service import moderation as mod
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
 from alive_service.store import (
     Conflict,
@@ -35,69 +33,15 @@ from alive_service.store import (
     SqlStore,
     VideoRecord,
     new_id,
-    upgrade,
 )
 from alive_service.store.interface import TakenDown
 from alive_service.store.schema import utcnow
 from alive_service.store.sql import REPORTS_PER_HOUR
-from tests.conftest import PG_ADMIN_URL, _pg_available, enrol_moderators, moderator_env
+from tests.conftest import enrol_moderators, moderator_env
+from tools.harness import ServerProcess
 
-# -- fresh databases -------------------------------------------------------------------------
-# The queue and the statistics look at every row, so each test gets an empty database:
-# PostgreSQL clones one migrated template (fast), SQLite a new file.
-
-
-def _admin() -> sqlalchemy.Engine:
-    return sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-
-
-def _pg_url(name: str) -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _drop(admin: sqlalchemy.Engine, name: str) -> None:
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
-        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
-
-
-@pytest.fixture(scope="session")
-def pg_template() -> Iterator[tuple[str, ThreadPoolExecutor]]:
-    if not _pg_available():
-        pytest.skip("PostgreSQL is not reachable")
-    name = f"alive_modtmpl_{uuid.uuid4().hex[:8]}"
-    admin = _admin()
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    upgrade(_pg_url(name))
-    # Dropping a database takes a second (it checkpoints): do it beside the next test.
-    dropper = ThreadPoolExecutor(max_workers=1)
-    yield name, dropper
-    dropper.shutdown(wait=True)
-    _drop(admin, name)
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'alive.db'}"
-        upgrade(url)
-        yield url
-        return
-    template, dropper = request.getfixturevalue("pg_template")
-    name = f"alive_mod_{uuid.uuid4().hex[:10]}"
-    admin = _admin()
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield _pg_url(name)
-
-    def drop() -> None:
-        _drop(admin, name)
-        admin.dispose()
-
-    dropper.submit(drop)
+# -- fixtures --------------------------------------------------------------------------------
+# fresh_db (conftest): an empty database at the schema's head per test, SQLite and PostgreSQL.
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess, free_port, wait_serving
 from alive_service.rpc import error_info, pb
-from tests.pgcluster import PgCluster
+from tests.conftest import PgCluster
+from tools.harness import ServerProcess, free_port, wait_serving
 
 pytestmark = pytest.mark.integration
 
@@ -194,17 +194,6 @@ def test_a_crashed_worker_costs_only_its_own_request(
         assert client.animate(landscape_jpeg, "", SMALL).info.video_id
     replaced = [e for e in log_events(one_worker) if e.get("msg") == "worker replaced"]
     assert replaced and replaced[0]["pid"] != pid
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PgCluster]:
-    try:
-        cluster = PgCluster()
-    except (FileNotFoundError, OSError) as exc:
-        pytest.skip(f"cannot make a PostgreSQL cluster here: {exc}")
-    cluster.start()
-    yield cluster
-    cluster.destroy()
 
 
 def test_a_database_outage_gives_clear_errors_and_loses_nothing_committed(

@@ -25,7 +25,9 @@ from provenance.keys import (
     CertificateError,
     dev_root_pem,
     ensure_dev_identity,
+    existing_trust_anchors,
     identity_from_pem,
+    identity_source,
     load_identity,
     make_leaf,
     make_root,
@@ -69,6 +71,7 @@ def _info() -> GenerationInfo:
         model_sha256="ab" * 32,
         seed=42,
         params={"amplitude": 0.6, "loop_frames": 36, "mode": "sway"},
+        claim_generator="Alive/0.1.0",
     )
 
 
@@ -347,3 +350,26 @@ def test_watermark_at_720p_survives_crf28(marked_mp4: bytes) -> None:
     assert psnr(original, frames) >= 40.0
     found, _ = wm.extract_video_id(encode_mp4(frames, crf=28, preset="ultrafast"))
     assert found == "ffee0011aabb2233"
+
+
+def test_the_signing_identity_is_the_dev_ca_unless_a_certificate_is_configured(
+    tmp_path: Path,
+) -> None:
+    identity = identity_source(tmp_path / "keys")()
+    assert "Alive Dev C2PA Signer" in identity.subject
+    with pytest.raises(CertificateError, match="ALIVE_SIGN_CERT is not"):
+        identity_source(tmp_path / "keys", key_path=str(tmp_path / "some.key"))
+
+
+def test_command_line_tools_trust_the_configured_anchors_else_an_existing_dev_root(
+    tmp_path: Path,
+) -> None:
+    keys = tmp_path / "keys"
+    assert existing_trust_anchors(keys) is None  # and no dev CA was made on the way
+    assert not (keys / "c2pa-dev-root.pem").exists()
+    ensure_dev_identity(keys)
+    assert existing_trust_anchors(keys) == dev_root_pem(keys)
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(dev_root_pem(keys))
+    assert existing_trust_anchors(tmp_path / "elsewhere", str(anchors)) == anchors.read_bytes()
+

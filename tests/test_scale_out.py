@@ -13,10 +13,10 @@ import grpc
 import pytest
 
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
 from alive_service.store import SqlStore
 from tests.conftest import PgDatabases, enrol_moderators, moderator_env
+from tools.harness import ServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -37,7 +37,7 @@ def replicas(scale_out_db: str, tmp_path_factory: pytest.TempPathFactory, model_
     # The first replica has made the keys, secret and schema; the others share them.
     others = [ServerProcess(data_dir=shared, db_url=pg_url).start(wait=False) for _ in range(2)]
     try:
-        from alive_service.harness import wait_serving
+        from tools.harness import wait_serving
 
         for replica in others:
             wait_serving(replica.addr, process=replica.process)

@@ -24,14 +24,14 @@ from typer.testing import CliRunner
 
 from alive_service import auth, moderation, validate
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.mod_cli import app
 from alive_service.rpc import RpcError, error_info, pb
 from alive_service.store import SqlStore
 from tests.conftest import moderator_env
 
-# The storage fixtures of the moderation tests (fresh databases on SQLite and PostgreSQL).
-from tests.test_moderation import a_video, fresh_db, mods, pg_template, store  # noqa: F401
+# The storage fixtures of the moderation tests (over conftest's fresh_db).
+from tests.test_moderation import a_video, mods, store  # noqa: F401
+from tools.harness import ServerProcess
 
 SMALL = pb.AnimateOptions(long_side=256, duration_s=1.0)
 

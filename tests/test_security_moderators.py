@@ -19,8 +19,8 @@ from alive_service.mod_cli import app
 from alive_service.store import Conflict, SqlStore
 from tests.conftest import moderator_env
 
-# The storage fixtures of the moderation tests (fresh databases on SQLite and PostgreSQL).
-from tests.test_moderation import a_video, fresh_db, mods, pg_template, store  # noqa: F401
+# The storage fixtures of the moderation tests (over conftest's fresh_db).
+from tests.test_moderation import a_video, mods, store  # noqa: F401
 
 runner = CliRunner()
 

@@ -14,9 +14,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
 from alive_service.store import SqlStore
+from tools.harness import ServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import grpc
 import pytest
 
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
 from alive_service.store import SqlStore
+from tools.harness import ServerProcess
 
 pytestmark = pytest.mark.integration
 

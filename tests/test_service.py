@@ -15,12 +15,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from sqlalchemy import select
 
+from alive_service import CLAIM_GENERATOR
 from alive_service.auth import load_or_create_secret, mint_token
 from alive_service.client import AliveClient
-from alive_service.harness import ServerProcess
 from alive_service.rpc import error_info, pb
 from alive_service.store import SqlStore, schema
 from provenance.verify import verify_mp4
+from tools.harness import ServerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +93,20 @@ def test_get_video_streams_back_the_same_bytes(server: ServerProcess, landscape_
         assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND")
         code, reason, _ = rpc_failure(lambda: other.get_video("../../etc/passwd"))
         assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "BAD_VIDEO_ID")
+
+
+def test_video_info_names_the_claim_generator_the_signed_manifest_names(
+    server: ServerProcess, landscape_jpeg: bytes,
+) -> None:
+    with client_for(server, "carol") as client:
+        made = client.animate(landscape_jpeg, "", SMALL)
+        downloaded = client.get_video(made.info.video_id)
+        listed = next(v for v in client.all_videos() if v.video_id == made.info.video_id)
+    anchors = (server.data_dir / "keys" / "c2pa-dev-root.pem").read_bytes()
+    manifest_says = verify_mp4(downloaded, anchors).claim_generator
+    assert manifest_says == CLAIM_GENERATOR  # package name and version, from one place
+    assert made.info.provenance.claim_generator == manifest_says
+    assert listed.provenance.claim_generator == manifest_says
 
 
 def test_a_retry_with_the_same_key_returns_the_same_video_and_stores_nothing_twice(

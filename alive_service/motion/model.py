@@ -46,7 +46,7 @@ from alive_service.motion.version import (
     MODEL_VERSION,
     RENDER_FILE,
 )
-from safety.runtime import cuda_available, providers
+from inference import cuda_available, onnx_session
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +109,12 @@ def _check_options(o: MotionOptions) -> None:
 
 class OnnxMotionModel:
     def __init__(self, model_dir: Path, renderer: Renderer, threads: int = 2) -> None:
-        import onnxruntime as ort
-
         model_dir = Path(model_dir)
         manifest = json.loads((model_dir / MANIFEST_FILE).read_text())
         if manifest.get("model_version") != MODEL_VERSION:
             raise RuntimeError(f"{model_dir} holds motion {manifest.get('model_version')}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # 9 ms of work: a second thread would only spin
-        opts.inter_op_num_threads = 1
-        self._fields = ort.InferenceSession(
-            str(model_dir / FIELDS_FILE), opts, providers=providers()
-        )
-        log.info("motion fields serve on %s", self._fields.get_providers()[0])
+        # 9 ms of work: a second thread would only spin.
+        self._fields = onnx_session(model_dir / FIELDS_FILE, threads=1)
         self._files = manifest["files"]
         self.renderer = renderer
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="motion")

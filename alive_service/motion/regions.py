@@ -16,7 +16,7 @@ Life of the masks::
       -> ``source``: the photo with still objects near the moving area filled in by the moving
          area's own colours (pull-push), so warped sky/water never drags a tower's edge along.
 
-Thresholds are plain numbers tuned on the eval set (``python -m alive_service.motion.eval``).
+Thresholds are plain numbers tuned on the eval set (``python -m tools.motion_eval``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 
 from alive_service.motion.interface import Progress, RenderJob
 from alive_service.motion.version import CELL
-from safety.runtime import providers
+from inference import onnx_session
 
 log = logging.getLogger(__name__)
 
@@ -228,14 +228,8 @@ class OnnxRenderer:
     name = "onnx"
 
     def __init__(self, model_path: Path, threads: int = 2, chunk: int = 8) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(model_path), opts, providers=providers())
+        self.session = onnx_session(model_path, threads)
         self.chunk = chunk
-        log.info("motion renderer onnx serves on %s", self.session.get_providers()[0])
 
     def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None,
                threads: int | None = None) -> None:

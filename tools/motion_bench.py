@@ -1,4 +1,4 @@
-"""Speed and memory of one request: ``python -m alive_service.motion.bench``.
+"""Speed and memory of one request: ``python -m tools.motion_bench``.
 
 Feeds a 12-megapixel photo (a sample image cropped to 16:9 and upscaled to 4608x2592; decode is
 not timed) through ``animate`` for a 1280x720, 72-frame clip, and prints frames per second and
@@ -48,7 +48,7 @@ def scenes() -> list[tuple[str, np.ndarray, list]]:
     from skimage import data
     from sklearn.datasets import load_sample_image
 
-    from alive_service.motion.eval import HandFace
+    from tools.motion_eval import HandFace
 
     astronaut = twelve_mp(data.astronaut())
     # The astronaut's MTCNN landmarks mapped onto the 16:9 crop, upscaled.

@@ -32,9 +32,9 @@ from PIL import Image
 from alive_service.auth import load_or_create_secret, mint_token
 from alive_service.client import AliveClient
 from alive_service.config import Settings
-from alive_service.harness import ServerProcess, temporary_server
 from alive_service.rpc import error_info, pb
 from alive_service.store import SqlStore
+from tools.harness import ServerProcess, temporary_server
 
 
 def photo(seed: int, side: int = 640) -> bytes:

@@ -1,4 +1,4 @@
-"""``python -m provenance.bench``: watermark steadiness, robustness, false ids, and costs.
+"""``python -m tools.provenance_bench``: watermark steadiness, robustness, false ids, and costs.
 
 1. Flicker: the worst frame-to-frame step of 8x8-averaged luma (loop seam included) of
    clips made the way the service makes them (motion model -> LumaMark on the encoder's Y
@@ -30,6 +30,7 @@ from types import ModuleType
 import cv2
 import numpy as np
 
+from alive_service import CLAIM_GENERATOR
 from provenance import watermark as wm
 from provenance.keys import dev_root_pem, ensure_dev_identity
 from provenance.media import drifting_clip, encode_mp4, psnr, reencode, sample_clip
@@ -314,7 +315,8 @@ def costs(frames: int) -> None:
     extract_mp4_ms = _ms(lambda: wm.extract_video_id(mp4))
     _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(_images()["china"], cv2.COLOR_RGB2BGR))
     photo = jpeg.tobytes()
-    info = GenerationInfo(video_id, "alive-motion", "0.1.0", "0" * 64, 1, {"amplitude": 1.0})
+    info = GenerationInfo(video_id, "alive-motion", "0.1.0", "0" * 64, 1, {"amplitude": 1.0},
+                          claim_generator=CLAIM_GENERATOR)
     with tempfile.TemporaryDirectory() as tmp:
         identity = ensure_dev_identity(Path(tmp))
         root = dev_root_pem(Path(tmp))

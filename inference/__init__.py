@@ -1,7 +1,8 @@
 """ONNX Runtime sessions: GPU when one is really there, else CPU.
 
-The one place the service decides which execution providers to ask for; the safety
-models, the face detector and the motion model all use it.
+The one place the service decides which execution providers to ask for and how a session
+is built; the safety models, the face detector and the motion model all use it. It sits
+below both ``safety`` and ``alive_service.motion`` so neither reaches into the other.
 """
 
 from __future__ import annotations
@@ -33,11 +34,16 @@ def providers() -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def onnx_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+def onnx_session(path: Path, threads: int = 1, *, spin: bool = True) -> ort.InferenceSession:
+    """A session on ``threads`` intra-op threads (one inter-op thread: our graphs are chains).
+    ``spin=False``: idle worker threads sleep instead of spinning, for small graphs run many
+    times a request, whose spinning threads would steal the core other requests need."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), sess_options=opts, providers=providers())
-    log.info("safety model %s served by %s", Path(path).name, session.get_providers()[0])
+    log.info("model %s served by %s", Path(path).name, session.get_providers()[0])
     return session

@@ -28,9 +28,9 @@ from PIL import Image
 
 from alive_service.config import Settings
 from alive_service.encode import encode_mp4
-from alive_service.harness import temporary_server
-from alive_service.load import rss_mb
 from provenance.watermark import decode_mp4_frames
+from tools.harness import temporary_server
+from tools.load import rss_mb
 
 
 def twelve_megapixel_jpeg() -> bytes:
@@ -48,13 +48,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def in_process(runs: int, photo: bytes) -> None:
+    from alive_service.parts import Parts
     from alive_service.pipeline import AnimateRequest, animate
-    from alive_service.server import load_parts, signing_identity
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
-        identity, _ = signing_identity(settings)
-        parts = load_parts(settings, identity)
+        parts = Parts.load(settings)
         # As the server runs a request: on ALIVE_REQUEST_THREADS cores (the reference too).
         threads = settings.request_threads or os.cpu_count() or 1
         stages: dict[str, list[float]] = {}
@@ -161,8 +160,8 @@ def main() -> None:
     photo = twelve_megapixel_jpeg()
     print(f"12 MP test photo: {len(photo) / 1e6:.1f} MB JPEG")
     in_process(args.runs, photo)
-    for module in ("alive_service.decode_bench", "alive_service.motion.bench", "safety.bench",
-                   "provenance.bench"):
+    for module in ("tools.decode_bench", "tools.motion_bench", "tools.safety_bench",
+                   "tools.provenance_bench"):
         component(module)
     over_grpc(photo, args.grpc_requests, Settings().request_threads)
     # The other side of the ALIVE_REQUEST_THREADS trade-off: a lone request on every core.

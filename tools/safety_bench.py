@@ -1,4 +1,4 @@
-"""Time the safety checks on a 12-megapixel photo and a caption: ``python -m safety.bench``.
+"""Time the safety checks on a 12-megapixel photo and a caption: ``python -m tools.safety_bench``.
 
 Prints milliseconds per check (median of several runs) and the total of the real
 ``check_image`` + ``check_caption`` calls the server makes per request.

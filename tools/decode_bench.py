@@ -45,7 +45,7 @@ def _wide_profile() -> bytes:
 
 
 def photos() -> dict[str, bytes]:
-    from alive_service.bench import twelve_megapixel_jpeg
+    from tools.bench import twelve_megapixel_jpeg
 
     jpeg = twelve_megapixel_jpeg()
     img = Image.open(io.BytesIO(jpeg))

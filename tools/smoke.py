@@ -11,7 +11,7 @@ import os
 import sys
 
 from alive_service import conformance
-from alive_service.harness import temporary_server
+from tools.harness import temporary_server
 
 
 def main() -> None:

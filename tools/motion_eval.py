@@ -1,4 +1,4 @@
-"""Measure the motion model on the labelled photo set: ``python -m alive_service.motion.eval``.
+"""Measure the motion model on the labelled photo set: ``python -m tools.motion_eval``.
 
 For every photo in eval/photos.json (hand-drawn region polygons): run the model as the server
 does (MTCNN faces when the face nets are built), then measure motion on the RENDERED frames with
@@ -25,7 +25,7 @@ import numpy as np
 from alive_service.motion import Clip, MotionOptions, RegionHint, load_motion_model
 from alive_service.motion.model import resize_photo
 
-EVAL_SET = Path(__file__).resolve().parents[2] / "eval" / "photos.json"
+EVAL_SET = Path(__file__).resolve().parents[1] / "eval" / "photos.json"
 TARGETS = {
     "still_leak_median": 0.02,
     "still_leak_worst": 0.10,
