@@ -44,37 +44,40 @@ from alive_service.store.interface import (
 )
 from alive_service.store.schema import utcnow
 from alive_service.store.sql import SqlStore
+from alive_service.vocabulary import (
+    UNRESOLVED,
+    ReportReason,
+    ReportStatus,
+    Resolution,
+    VideoStatus,
+)
 
 TAKEDOWN_BANK = "takedowns"
-ACTIONS = ("dismiss", "takedown", "escalate")
+ACTIONS = (Resolution.DISMISS, Resolution.TAKEDOWN, "escalate")
 # A claim lapses so that a moderator who walks away does not hold a video for ever.
 CLAIM_TTL = timedelta(minutes=30)
-UNRESOLVED = ("open", "escalated")
-STATUSES = ("open", "claimed", "escalated", "resolved", "unresolved", "all")
 
-# How bad the worst reported harm would be if true; it ranks the queue before anything else
-# (one report of a child at risk outranks many spam reports).
-SEVERITY = {
-    "minor_safety": 10,
-    "self_harm": 9,
-    "nudity": 7,
-    "violence": 7,
-    "impersonation": 6,
-    "hate": 6,
-    "harassment": 5,
-    "copyright": 3,
-    "other": 2,
-    "spam": 1,
-}
-REASONS = tuple(SEVERITY)
+# The queue's filters: the report statuses, and "claimed" (a moderator holds the video's
+# reports), "unresolved" (open, claimed or escalated) and "all".
+STATUSES = (ReportStatus.OPEN, "claimed", ReportStatus.ESCALATED, ReportStatus.RESOLVED,
+            "unresolved", "all")
+REASONS = tuple(ReportReason)
 _PDQ_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _SPLIT_RE = re.compile(r"[,\s]+")
+
+
+def _severity(reason: str) -> int:
+    """A reason's severity; a reason this version does not know counts as "other"."""
+    try:
+        return ReportReason(reason).severity
+    except ValueError:
+        return ReportReason.OTHER.severity
 
 
 def priority(reasons: Iterable[str], reporters: int, age: timedelta, escalated: bool) -> float:
     """Worst severity first (x100), then reporters (x10, capped at 50), then age in hours
     (capped at 3 days); escalations jump ahead of everything not escalated."""
-    worst = max((SEVERITY.get(r, SEVERITY["other"]) for r in reasons), default=0)
+    worst = max((_severity(r) for r in reasons), default=0)
     hours = min(max(age.total_seconds(), 0.0) / 3600.0, 72.0)
     return (10_000.0 if escalated else 0.0) + worst * 100.0 + min(reporters, 50) * 10.0 + hours
 
@@ -120,10 +123,10 @@ def queue(
     """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    if reason is not None and reason not in SEVERITY:
+    if reason is not None and reason not in REASONS:
         raise ValueError(f"reason must be one of {', '.join(REASONS)}")
     now = now or utcnow()
-    wanted = None if status in ("resolved", "all") else UNRESOLVED
+    wanted = None if status in (ReportStatus.RESOLVED, "all") else UNRESOLVED
     by_video: dict[str, list[ReportRecord]] = {}
     for report in store.list_reports(statuses=wanted):
         by_video.setdefault(report.video_id, []).append(report)
@@ -131,17 +134,17 @@ def queue(
     items = []
     for video_id, reports in by_video.items():
         video = videos[video_id]
-        unresolved = [r for r in reports if r.status != "resolved"]
+        unresolved = [r for r in reports if r.status != ReportStatus.RESOLVED]
         claimed_by = _active_claim(video, now) if unresolved else None
         if not unresolved:
-            item_status = "resolved"
+            item_status = ReportStatus.RESOLVED
         elif claimed_by:
             item_status = "claimed"
-        elif any(r.status == "escalated" for r in unresolved):
-            item_status = "escalated"
+        elif any(r.status == ReportStatus.ESCALATED for r in unresolved):
+            item_status = ReportStatus.ESCALATED
         else:
-            item_status = "open"
-        if status in ("open", "claimed", "escalated", "resolved") and item_status != status:
+            item_status = ReportStatus.OPEN
+        if status not in ("unresolved", "all") and item_status != status:
             continue
         if reason is not None and not any(r.reason == reason for r in reports):
             continue
@@ -154,7 +157,7 @@ def queue(
             video_id=video_id, owner=video.owner, video_status=video.status,
             status=item_status,
             priority=priority(reasons, len(counted), now - oldest,
-                              any(r.status == "escalated" for r in unresolved)),
+                              any(r.status == ReportStatus.ESCALATED for r in unresolved)),
             reporters=len({r.reporter for r in counted}), reasons=reasons,
             report_ids=[r.id for r in counted], oldest_report=oldest,
             newest_report=max(r.updated_at for r in counted), claimed_by=claimed_by,
@@ -244,7 +247,7 @@ def resolve(
     """
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
-    if action != "dismiss":
+    if action != Resolution.DISMISS:
         note = _need_note(action, note)
     by = moderator.name
     with store.moderation(now, signer=moderator) as tx:
@@ -254,11 +257,11 @@ def resolve(
         reports = tx.unresolved_reports(video_id)
         ids = [r.id for r in reports]
         data: dict = {"reports": ids}
-        if action == "takedown":
-            if video.status == "taken_down":
+        if action == Resolution.TAKEDOWN:
+            if video.status == VideoStatus.TAKEN_DOWN:
                 raise Conflict(f"video {video_id} is already taken down")
-            tx.set_video_status(video_id, "taken_down", note)
-            tx.set_reports(ids, "resolved", "takedown", by)
+            tx.set_video_status(video_id, VideoStatus.TAKEN_DOWN, note)
+            tx.set_reports(ids, ReportStatus.RESOLVED, Resolution.TAKEDOWN, by)
             tx.set_claim(video_id, None)
             entry = tx.add_bank_entry(
                 TAKEDOWN_BANK, video.pdq_hex, source=f"takedown of video {video_id}",
@@ -272,15 +275,15 @@ def resolve(
             return event
         if not reports:
             raise Conflict(f"video {video_id} has no unresolved reports to {action}")
-        if action == "dismiss":
-            tx.set_reports(ids, "resolved", "dismiss", by)
+        if action == Resolution.DISMISS:
+            tx.set_reports(ids, ReportStatus.RESOLVED, Resolution.DISMISS, by)
         else:
-            if all(r.status == "escalated" for r in reports):
+            if all(r.status == ReportStatus.ESCALATED for r in reports):
                 raise Conflict(f"video {video_id} is already escalated")
-            tx.set_reports(ids, "escalated")
+            tx.set_reports(ids, ReportStatus.ESCALATED)
         tx.set_claim(video_id, None)
         event = tx.add_event(by, action, note, video_id=video_id, data=data)
-    if action == "dismiss":
+    if action == Resolution.DISMISS:
         # An owner who deleted the video while it was under review: now it can be erased.
         store.release_hold(video_id, by)
     return event
@@ -293,9 +296,9 @@ def restore(store: SqlStore, moderator: Moderator, video_id: str, note: str,
     with store.moderation(now, signer=moderator) as tx:
         video = tx.lock_video(video_id)
         _no_conflict(tx, moderator, video)
-        if video.status != "taken_down":
+        if video.status != VideoStatus.TAKEN_DOWN:
             raise Conflict(f"video {video_id} is not taken down (status {video.status})")
-        tx.set_video_status(video_id, "ready", "")
+        tx.set_video_status(video_id, VideoStatus.READY, "")
         entries = tx.deactivate_bank_entries(moderator.name, video_id=video_id)
         strikes = tx.withdraw_strikes(video_id)
         event = tx.add_event(
@@ -440,12 +443,12 @@ class Stats:
 
 def stats(store: SqlStore) -> Stats:
     reports = store.list_reports()
-    unresolved = [r for r in reports if r.status != "resolved"]
-    resolved = [r for r in reports if r.status == "resolved"]
+    unresolved = [r for r in reports if r.status != ReportStatus.RESOLVED]
+    resolved = [r for r in reports if r.status == ReportStatus.RESOLVED]
     by_reason: dict[str, dict[str, int]] = {}
     for r in reports:
         counts = by_reason.setdefault(r.reason, {"open": 0, "resolved": 0})
-        counts["resolved" if r.status == "resolved" else "open"] += 1
+        counts["resolved" if r.status == ReportStatus.RESOLVED else "open"] += 1
     by_resolution: dict[str, int] = {}
     for r in resolved:
         by_resolution[r.resolution] = by_resolution.get(r.resolution, 0) + 1
@@ -454,12 +457,12 @@ def stats(store: SqlStore) -> Stats:
     ]
     return Stats(
         open_reports=len(unresolved), open_videos=len({r.video_id for r in unresolved}),
-        escalated_reports=sum(r.status == "escalated" for r in unresolved),
+        escalated_reports=sum(r.status == ReportStatus.ESCALATED for r in unresolved),
         resolved_reports=len(resolved),
         median_resolution_s=statistics.median(durations) if durations else None,
-        by_reason=dict(sorted(by_reason.items(), key=lambda kv: -SEVERITY.get(kv[0], 0))),
+        by_reason=dict(sorted(by_reason.items(), key=lambda kv: -_severity(kv[0]))),
         by_resolution=by_resolution,
-        videos_taken_down=store.count_videos(status="taken_down"),
+        videos_taken_down=store.count_videos(status=VideoStatus.TAKEN_DOWN),
     )
 
 

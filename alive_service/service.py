@@ -42,14 +42,8 @@ CHUNK = 256 * 1024
 # A client that sets no deadline still does not hold a worker for ever.
 MAX_ANIMATE_S = 300.0
 
-_STAGES = {
-    Stage.CHECKING: pb.STAGE_CHECKING,
-    Stage.GENERATING: pb.STAGE_GENERATING,
-    Stage.ENCODING: pb.STAGE_ENCODING,
-    Stage.SIGNING: pb.STAGE_SIGNING,
-    Stage.STORING: pb.STAGE_STORING,
-    Stage.DONE: pb.STAGE_DONE,
-}
+# The progress vocabulary as the wire spells it (alive.v1.Stage).
+_STAGES = {stage: pb.Stage.Value(stage.proto_name) for stage in Stage}
 
 
 @dataclass

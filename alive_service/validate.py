@@ -14,10 +14,10 @@ import grpc
 from alive_service.motion import MotionOptions, RegionHint
 from alive_service.motion.hints import MAX_HINTS, MAX_POINTS
 from alive_service.rpc import RpcError, pb
+from alive_service.vocabulary import VIDEO_ID_FORMAT, ReportReason, VideoId, is_video_id
 
 log = logging.getLogger("alive.validate")
 
-VIDEO_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 # Format characters (Cf) are invisible. These few are part of ordinary writing and stay:
 # ZWNJ (Persian, Hindi), ZWJ (emoji sequences, Indic conjuncts), the direction *marks*
 # LRM/RLM/ALM (they reorder nothing), the soft hyphen, and the Arabic/Syriac/Kaithi marks
@@ -38,28 +38,18 @@ def _is_tag_spec(char: str) -> bool:
 IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 MAX_DETAILS_CHARS = 1000
 
-REASONS = {
-    pb.REPORT_REASON_NUDITY: "nudity",
-    pb.REPORT_REASON_MINOR_SAFETY: "minor_safety",
-    pb.REPORT_REASON_VIOLENCE: "violence",
-    pb.REPORT_REASON_HATE: "hate",
-    pb.REPORT_REASON_HARASSMENT: "harassment",
-    pb.REPORT_REASON_SELF_HARM: "self_harm",
-    pb.REPORT_REASON_IMPERSONATION: "impersonation",
-    pb.REPORT_REASON_COPYRIGHT: "copyright",
-    pb.REPORT_REASON_SPAM: "spam",
-    pb.REPORT_REASON_OTHER: "other",
-}
+# The wire's report reasons, each the vocabulary's word of the same name.
+REASONS = dict(sorted((pb.ReportReason.Value(r.proto_name), r) for r in ReportReason))
 
 
 def invalid(reason: str, message: str) -> RpcError:
     return RpcError(grpc.StatusCode.INVALID_ARGUMENT, reason, message)
 
 
-def video_id(value: str) -> str:
-    if not VIDEO_ID_RE.match(value):
-        raise invalid("BAD_VIDEO_ID", "video_id must be 16 lowercase hex characters")
-    return value
+def video_id(value: str) -> VideoId:
+    if not is_video_id(value):
+        raise invalid("BAD_VIDEO_ID", f"video_id must be {VIDEO_ID_FORMAT}")
+    return VideoId(value)
 
 
 def _text(value: str, field: str, limit: int, multiline: bool) -> str:
@@ -163,7 +153,7 @@ def options(message: pb.AnimateOptions) -> MotionOptions:
     )
 
 
-def report_reason(value: int) -> str:
+def report_reason(value: int) -> ReportReason:
     if value not in REASONS:
         raise invalid("BAD_REASON", "reason must be one of: " + ", ".join(
             pb.ReportReason.Name(k) for k in REASONS))
