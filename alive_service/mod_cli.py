@@ -27,8 +27,15 @@ from alive_service import moderation as mod
 from alive_service import moderators
 from alive_service.config import Settings
 from alive_service.moderators import Moderator, NotAModerator
-from alive_service.store import Conflict, NotFound, SqlStore, StoreUnavailable, upgrade
-from alive_service.store.interface import VideoRecord
+from alive_service.store import (
+    Conflict,
+    NotFound,
+    SqlStore,
+    Store,
+    StoreUnavailable,
+    VideoRecord,
+    upgrade,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,7 +83,7 @@ class Env:
         self._name = moderator
         self._key = key
         self._moderator: Moderator | None = None
-        self._store: SqlStore | None = None
+        self._store: Store | None = None
         self.settings = Settings.from_env()
 
     @property
@@ -96,12 +103,14 @@ class Env:
         return self._moderator
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         """The store, for a moderator (authenticated first)."""
         _ = self.moderator
         return self.open_store()
 
-    def open_store(self) -> SqlStore:
+    def open_store(self) -> Store:
+        """The one place alive-mod chooses the implementation: everything else is typed
+        against the store's roles."""
         if self._store is None:
             self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             url = self.settings.database_url

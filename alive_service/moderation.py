@@ -1,6 +1,6 @@
 """The moderator's actions, as plain functions over the store (``alive-mod`` is their CLI).
 
-Each action is one transaction (``SqlStore.moderation``): it locks the video, checks the
+Each action is one transaction (``ModerationStore.moderation``): it locks the video, checks the
 claim and conflicts of interest (nobody decides a video they own or reported), changes what
 it changes and appends one event signed by the moderator's key, or does nothing at all.
 The events form a hash chain that ``audit`` verifies. A takedown
@@ -28,7 +28,16 @@ from alive_service.moderators import (
     public_hex,
     verify,
 )
-from alive_service.store import BankEntry, Conflict, EventRecord, NotFound, ReportRecord
+from alive_service.store import (
+    BankEntry,
+    Conflict,
+    EventRecord,
+    ModerationStore,
+    NotFound,
+    ReportRecord,
+    Store,
+    utcnow,
+)
 from alive_service.store.chain import (
     GENESIS,
     LEGACY_KEY,
@@ -42,8 +51,6 @@ from alive_service.store.interface import (
     StrikeRecord,
     VideoRecord,
 )
-from alive_service.store.schema import utcnow
-from alive_service.store.sql import SqlStore
 from alive_service.vocabulary import (
     UNRESOLVED,
     ReportReason,
@@ -112,7 +119,7 @@ def _active_claim(video: VideoRecord, now: datetime) -> str | None:
 
 
 def queue(
-    store: SqlStore, reason: str | None = None, status: str = "unresolved",
+    store: Store, reason: str | None = None, status: str = "unresolved",
     now: datetime | None = None, limit: int | None = None,
 ) -> list[QueueItem]:
     """Reports grouped by video, highest priority first.
@@ -168,7 +175,7 @@ def queue(
     return items[:limit] if limit else items
 
 
-def video_id_for(store: SqlStore, ident: str) -> str:
+def video_id_for(store: Store, ident: str) -> str:
     """A video id, or the id of a report on it (``r_...``)."""
     if store.get_video(ident) is not None:
         return ident
@@ -205,7 +212,7 @@ def _check_claim(video: VideoRecord, moderator: str, now: datetime, force: bool)
         )
 
 
-def claim(store: SqlStore, moderator: Moderator, video_id: str, force: bool = False,
+def claim(store: ModerationStore, moderator: Moderator, video_id: str, force: bool = False,
           now: datetime | None = None) -> EventRecord:
     """Take a video's reports to work on; Conflict while another moderator holds them."""
     name = moderator.name
@@ -224,7 +231,7 @@ def claim(store: SqlStore, moderator: Moderator, video_id: str, force: bool = Fa
         )
 
 
-def release(store: SqlStore, moderator: Moderator, video_id: str, force: bool = False,
+def release(store: ModerationStore, moderator: Moderator, video_id: str, force: bool = False,
             now: datetime | None = None) -> EventRecord:
     """Give a claim back without deciding."""
     with store.moderation(now, signer=moderator) as tx:
@@ -237,7 +244,7 @@ def release(store: SqlStore, moderator: Moderator, video_id: str, force: bool = 
 
 
 def resolve(
-    store: SqlStore, moderator: Moderator, video_id: str, action: str, note: str = "",
+    store: Store, moderator: Moderator, video_id: str, action: str, note: str = "",
     force: bool = False, now: datetime | None = None,
 ) -> EventRecord:
     """Decide a video: every unresolved report on it is resolved (or escalated) at once.
@@ -289,7 +296,7 @@ def resolve(
     return event
 
 
-def restore(store: SqlStore, moderator: Moderator, video_id: str, note: str,
+def restore(store: Store, moderator: Moderator, video_id: str, note: str,
             now: datetime | None = None) -> EventRecord:
     """Reverse a takedown: serve the video again, withdraw its bank entry and the strike."""
     note = _need_note("restore", note)
@@ -309,7 +316,7 @@ def restore(store: SqlStore, moderator: Moderator, video_id: str, note: str,
     return event
 
 
-def add_note(store: SqlStore, moderator: Moderator, video_id: str, note: str) -> EventRecord:
+def add_note(store: ModerationStore, moderator: Moderator, video_id: str, note: str) -> EventRecord:
     note = _need_note("note", note)
     with store.moderation(signer=moderator) as tx:
         tx.lock_video(video_id)
@@ -324,7 +331,7 @@ def normalise_pdq(value: str) -> str:
     return value.lower()
 
 
-def bank_add(store: SqlStore, moderator: Moderator, bank: str, pdq_hex: str, note: str = "",
+def bank_add(store: ModerationStore, moderator: Moderator, bank: str, pdq_hex: str, note: str = "",
              source: str = "manual") -> BankEntry:
     pdq_hex = normalise_pdq(pdq_hex)
     with store.moderation(signer=moderator) as tx:
@@ -336,7 +343,7 @@ def bank_add(store: SqlStore, moderator: Moderator, bank: str, pdq_hex: str, not
         return entry
 
 
-def bank_remove(store: SqlStore, moderator: Moderator, entry_id: str, note: str = ""
+def bank_remove(store: ModerationStore, moderator: Moderator, entry_id: str, note: str = ""
                 ) -> BankEntry:
     """Withdraw one entry (marked inactive, never deleted)."""
     with store.moderation(signer=moderator) as tx:
@@ -380,7 +387,7 @@ class ImportResult:
     entry_ids: list[str] = field(default_factory=list)
 
 
-def bank_import(store: SqlStore, moderator: Moderator, bank: str, text: str, source: str
+def bank_import(store: ModerationStore, moderator: Moderator, bank: str, text: str, source: str
                 ) -> ImportResult:
     """Add every hash of a list to ``bank`` in one transaction; hashes already there are
     counted, not added twice."""
@@ -413,7 +420,7 @@ class Case:
     claimed_by: str | None
 
 
-def case(store: SqlStore, ident: str, now: datetime | None = None) -> Case:
+def case(store: Store, ident: str, now: datetime | None = None) -> Case:
     video_id = video_id_for(store, ident)
     video = store.get_video(video_id)
     assert video is not None
@@ -441,7 +448,7 @@ class Stats:
         return asdict(self)
 
 
-def stats(store: SqlStore) -> Stats:
+def stats(store: Store) -> Stats:
     reports = store.list_reports()
     unresolved = [r for r in reports if r.status != ReportStatus.RESOLVED]
     resolved = [r for r in reports if r.status == ReportStatus.RESOLVED]
@@ -467,7 +474,7 @@ def stats(store: SqlStore) -> Stats:
 
 
 # -- moderators and the audit --------------------------------------------------------------
-def enrol(store: SqlStore, admin: Moderator, name: str, public: str) -> ModeratorKeyRecord:
+def enrol(store: ModerationStore, admin: Moderator, name: str, public: str) -> ModeratorKeyRecord:
     """The admin enrols a moderator's public key under her (user) name."""
     name, public = check_name(name), check_public(public)
     if store.moderator_key(key_id_of(public)) is not None:
@@ -481,7 +488,7 @@ def enrol(store: SqlStore, admin: Moderator, name: str, public: str) -> Moderato
         return record
 
 
-def revoke(store: SqlStore, admin: Moderator, name: str) -> list[str]:
+def revoke(store: ModerationStore, admin: Moderator, name: str) -> list[str]:
     """Every key of the moderator ``name`` is refused from now on."""
     with store.moderation(signer=admin) as tx:
         key_ids = tx.revoke_moderator_keys(name)
@@ -491,7 +498,7 @@ def revoke(store: SqlStore, admin: Moderator, name: str) -> list[str]:
         return key_ids
 
 
-def authenticate(store: SqlStore, name: str, key: object, admin_public: str | list[str]
+def authenticate(store: ModerationStore, name: str, key: object, admin_public: str | list[str]
                  ) -> Moderator:
     """The moderator ``name`` holding ``key`` (an Ed25519 private key), or NotAModerator.
     ``admin_public``: the admin key, or the current one and those before it."""
@@ -523,7 +530,7 @@ class Audit:
         return not self.problems
 
 
-def audit(store: SqlStore, admin_public: str | list[str]) -> Audit:
+def audit(store: ModerationStore, admin_public: str | list[str]) -> Audit:
     """Walk the event log: every hash, every link, every signature against the keys the
     log itself enrolled (admin-signed enrol/revoke events). Names the row of each problem."""
     admins = [admin_public] if isinstance(admin_public, str) else admin_public

@@ -18,6 +18,7 @@ from alive_service.decode import DecodeLimits, Photo, decode_photo
 from alive_service.encode import EncodeOptions, Video, encode_mp4
 from alive_service.motion import Clip, MotionModel, MotionOptions
 from alive_service.store import Conflict, DecisionRecord, Store, TakenDown, VideoRecord
+from alive_service.store.index import BankIndex
 from alive_service.vocabulary import (
     ProgressStage,
     SafetyStage,
@@ -30,6 +31,7 @@ from provenance import watermark
 from provenance.keys import SigningIdentity
 from provenance.sign import GenerationInfo, sign_video
 from safety import Decision, SafetyChecker
+from safety.hashing import HashBank
 
 log = logging.getLogger("alive.pipeline")
 
@@ -93,6 +95,13 @@ class Parts:
     store: Store
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
+    # Photos are matched against the store's hash banks through this index (built once per
+    # process, rebuilt when the banks change); None: an index over ``store``.
+    bank: HashBank | None = None
+
+    def __post_init__(self) -> None:
+        if self.bank is None:
+            object.__setattr__(self, "bank", BankIndex(self.store))
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ def animate(
     _record(parts.store, request, SafetyStage.CAPTION, caption, photo)
     if caption.verdict == Verdict.BLOCK:
         raise Refused(caption, SafetyStage.CAPTION)
-    image = parts.safety.check_image(photo.rgb, parts.store)
+    image = parts.safety.check_image(photo.rgb, parts.bank)
     _record(parts.store, request, SafetyStage.IMAGE, image.decision, photo, image.pdq_hex)
     if image.decision.verdict == Verdict.BLOCK:
         raise Refused(image.decision, SafetyStage.IMAGE)
@@ -211,7 +220,7 @@ def animate(
     record = _video_record(request, video_id, photo, image.pdq_hex, len(image.faces), clip.params,
                            clip, video, signed.manifest_id, identity, caption, image.decision,
                            output)
-    stored = parts.store.add_video(record, signed.mp4, photo.data)
+    stored = parts.store.add_video(record, signed.mp4, photo.data, request.request_id)
     reused = stored.id != video_id
     flagged = sorted({c for d in (caption, image.decision, output) for c in d.review})
     if flagged and not reused:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from alive_service.store import Conflict, NotFound, SqlStore, VideoRecord, new_id, upgrade
+from alive_service.store.index import BankIndex
 
 
 @pytest.fixture
@@ -83,9 +84,11 @@ def test_concurrent_reports_from_many_users_all_land(store: SqlStore) -> None:
 def test_a_near_identical_hash_matches_the_takedown_bank(store: SqlStore) -> None:
     entry = store.add_bank_entry("takedowns", "0f" * 32, source="test")
     near = "0e" + "0f" * 31  # one bit away
-    match = store.nearest(near, 31)
+    index = BankIndex(store)
+    match = index.nearest(near, 31)
     assert match is not None and match.entry_id == entry.id and match.distance == 1
-    assert store.nearest("f0" * 32, 31) is None
+    assert match.bank == "takedowns"
+    assert index.nearest("f0" * 32, 31) is None
 
 
 def test_a_bank_change_applies_to_the_very_next_match(store: SqlStore, tmp_path: Path) -> None:
@@ -94,21 +97,22 @@ def test_a_bank_change_applies_to_the_very_next_match(store: SqlStore, tmp_path:
 
     mia = enrol_moderators(store, tmp_path, "mia")["mia"]
     photo = "3c" * 32
-    assert store.nearest(photo, 31) is None
+    index = BankIndex(store)  # one index over time, as a worker process holds it
+    assert index.nearest(photo, 31) is None
     entry = moderation.bank_add(store, mia, "takedowns", photo)
-    match = store.nearest(photo, 31)  # the matcher sees the new entry at once...
+    match = index.nearest(photo, 31)  # the matcher sees the new entry at once...
     assert match is not None and match.entry_id == entry.id
     moderation.bank_remove(store, mia, entry.id, note="appeal upheld")
-    assert store.nearest(photo, 31) is None  # ...and the withdrawal
+    assert index.nearest(photo, 31) is None  # ...and the withdrawal
 
 
 def test_lookup_counts_keep_about_an_hour_whoever_never_comes_back(store: SqlStore) -> None:
     from datetime import timedelta
 
-    from alive_service.store import LookupLimits, schema
+    from alive_service.store import LookupLimits, schema, utcnow
 
     video = store.add_video(a_video(), b"mp4", b"photo")
-    two_hours_ago = schema.utcnow() - timedelta(hours=2)
+    two_hours_ago = utcnow() - timedelta(hours=2)
     with store.engine.begin() as conn:
         conn.execute(schema.IdLookup.__table__.insert(), [
             {"user": f"gone{i}", "missed": True, "created_at": two_hours_ago}
@@ -120,3 +124,42 @@ def test_lookup_counts_keep_about_an_hour_whoever_never_comes_back(store: SqlSto
     # Other tests' recent lookups may share this database; the expired ones are all gone.
     assert not [row for row in left if row.user.startswith("gone")]
     assert [row.user for row in left if row.user == video.owner] == [video.owner] * 3
+
+
+def _members(cls: type) -> dict[str, object]:
+    return {name: getattr(cls, name) for name in dir(cls)
+            if not name.startswith("_") and callable(getattr(cls, name))}
+
+
+@pytest.mark.parametrize(("protocol", "implementation"), [
+    ("Store", "SqlStore"), ("ModerationTx", "SqlModerationTx")])
+def test_the_sql_store_is_exactly_its_contract(protocol: str, implementation: str) -> None:
+    """Every public method of the implementation is in the contract (nothing used from
+    outside the store lives beside it), and every method of the contract is implemented
+    with the same parameters."""
+    import inspect
+
+    from alive_service.store import interface, sql
+
+    contract = _members(getattr(interface, protocol))
+    implemented = _members(getattr(sql, implementation))
+    assert set(implemented) - set(contract) == set(), "public methods outside the contract"
+    assert set(contract) - set(implemented) == set(), "contract methods not implemented"
+    for name, method in contract.items():
+        wanted = list(inspect.signature(method).parameters)  # type: ignore[arg-type]
+        assert list(inspect.signature(implemented[name]).parameters) == wanted, name  # type: ignore[arg-type]
+
+
+def test_callers_use_the_contract_not_the_tables() -> None:
+    """Moderation and its CLI type against the store's roles and never reach into the
+    schema or the SQL implementation (alive-mod builds its SqlStore in one place)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "alive_service"
+    for name in ("moderation.py", "mod_cli.py", "moderators.py", "pipeline.py", "service.py"):
+        tree = ast.parse((root / name).read_text())
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not modules & {"alive_service.store.schema", "alive_service.store.sql"}, name
+        annotations = [ast.unparse(n.annotation) for n in ast.walk(tree)
+                       if isinstance(n, ast.arg) and n.annotation is not None]
+        assert "SqlStore" not in annotations, name
