@@ -10,10 +10,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"ALIVE_{name}", default)
-
-
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("var")
