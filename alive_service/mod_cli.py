@@ -29,6 +29,7 @@ from alive_service.config import Settings
 from alive_service.moderators import Moderator, NotAModerator
 from alive_service.store import (
     Conflict,
+    DecisionRecord,
     NotFound,
     SqlStore,
     Store,
@@ -212,9 +213,13 @@ def queue(
 
 
 # -- one case --------------------------------------------------------------------------------
-def _video_json(video: VideoRecord) -> dict:
+def _video_json(video: VideoRecord, decisions: list[DecisionRecord]) -> dict:
     data = asdict(video)
     data["duration_s"] = video.duration_s
+    # The decisions at generation, by safety stage (caption, image, output).
+    data["safety"] = {d.stage: {"verdict": d.verdict, "category": d.category,
+                                "policy_version": d.policy_version, "checks": d.checks}
+                      for d in decisions}
     return data
 
 
@@ -256,7 +261,7 @@ def show(
         _write_png(preview, sheet)
     if as_json:
         _print_json({
-            "video": _video_json(video), "claimed_by": case.claimed_by,
+            "video": _video_json(video, case.decisions), "claimed_by": case.claimed_by,
             "reports": [asdict(r) for r in case.reports],
             "events": [asdict(e) for e in case.events],
             "bank_entries": [asdict(b) for b in case.bank_entries],
@@ -293,10 +298,9 @@ def show(
                          if live["failures"] else ""))
 
     safety = _table("safety at generation", "stage", "verdict", "check", "top scores", "review")
-    for stage in ("caption", "image", "output"):
-        decision = video.safety.get(stage) or {}
-        for check in decision.get("checks", []):
-            _row(safety, stage, check.get("verdict", ""), check.get("check", ""),
+    for decision in case.decisions:
+        for check in decision.checks:
+            _row(safety, decision.stage, check.get("verdict", ""), check.get("check", ""),
                  _top_scores(check), ", ".join(check.get("review", [])))
     out.print(safety)
 

@@ -31,6 +31,7 @@ from alive_service.moderators import (
 from alive_service.store import (
     BankEntry,
     Conflict,
+    DecisionRecord,
     EventRecord,
     ModerationStore,
     NotFound,
@@ -418,6 +419,7 @@ class Case:
     bank_entries: list[BankEntry]
     owner_strikes: list[StrikeRecord]  # active ones
     claimed_by: str | None
+    decisions: list[DecisionRecord] = field(default_factory=list)  # the safety checks passed
 
 
 def case(store: Store, ident: str, now: datetime | None = None) -> Case:
@@ -430,6 +432,7 @@ def case(store: Store, ident: str, now: datetime | None = None) -> Case:
         bank_entries=store.bank_entries_for_video(video_id),
         owner_strikes=store.strikes_for(video.owner),
         claimed_by=_active_claim(video, now or utcnow()),
+        decisions=store.decisions_for_video(video_id),
     )
 
 

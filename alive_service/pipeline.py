@@ -218,8 +218,9 @@ def animate(
     report(Stage.STORING, 0, 0)
     start = time.perf_counter()
     record = _video_record(request, video_id, photo, image.pdq_hex, len(image.faces), clip.params,
-                           clip, video, signed.manifest_id, identity, caption, image.decision,
-                           output)
+                           clip, video, signed.manifest_id, identity)
+    # The decisions recorded above are linked to the video by the request id, in the same
+    # transaction that stores it: each is written once, never copied.
     stored = parts.store.add_video(record, signed.mp4, photo.data, request.request_id)
     reused = stored.id != video_id
     flagged = sorted({c for d in (caption, image.decision, output) for c in d.review})
@@ -253,9 +254,7 @@ def _record(
 def _video_record(
     request: AnimateRequest, video_id: str, photo: Photo, pdq_hex: str, faces: int,
     params: dict, clip: Clip, video: Video, manifest_id: str, identity: SigningIdentity,
-    *decisions: Decision,
 ) -> VideoRecord:
-    caption, image, output = decisions
     return VideoRecord(
         id=video_id, owner=request.user, status=VideoStatus.READY, caption=request.caption,
         model_id=clip.model_id, model_version=clip.model_version,
@@ -264,13 +263,6 @@ def _video_record(
         width=video.width, height=video.height, fps=video.fps, frames=video.frames,
         size_bytes=0, video_sha256="", manifest_id=manifest_id, c2pa_state="Signed",
         signer=identity.subject, faces=faces,
-        safety={
-            "request_id": request.request_id,
-            "policy_version": caption.policy_version,
-            "caption": caption.to_json(),
-            "image": image.to_json(),
-            "output": output.to_json(),
-        },
         idempotency_key=request.idempotency_key or None,
         request_fingerprint=request.fingerprint(),
     )

@@ -122,7 +122,6 @@ def a_video(store: SqlStore, owner: str = "alice", pdq_hex: str | None = None,
         photo_mime="image/jpeg", pdq_hex=pdq_hex or uuid.uuid4().hex * 2, width=640,
         height=360, fps=24, frames=72, size_bytes=0, video_sha256="",
         manifest_id="urn:c2pa:" + new_id(), c2pa_state="Trusted", signer="CN=test",
-        safety={"image": {"verdict": "allow"}},
     )
     return store.add_video(record, b"mp4 " + record.id.encode(), b"photo " + record.id.encode())
 

@@ -7,9 +7,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from alive_service.store import Conflict, NotFound, SqlStore, VideoRecord, new_id, upgrade
+from alive_service.store import (
+    Conflict,
+    DecisionRecord,
+    NotFound,
+    SqlStore,
+    VideoRecord,
+    new_id,
+    schema,
+    upgrade,
+)
 from alive_service.store.index import BankIndex
+from alive_service.vocabulary import SafetyStage, Verdict
 
 
 @pytest.fixture
@@ -24,7 +35,7 @@ def a_video(owner: str = "alice", key: str | None = None) -> VideoRecord:
         model_version="1", model_sha256="0" * 64, params={"seed": 1}, photo_sha256="a" * 64,
         photo_mime="image/jpeg", pdq_hex="f" * 64, width=640, height=360, fps=24, frames=72,
         size_bytes=0, video_sha256="", manifest_id="urn:c2pa:" + new_id(), c2pa_state="Valid",
-        signer="CN=test", safety={}, idempotency_key=key,
+        signer="CN=test", idempotency_key=key,
         request_fingerprint="fp1" if key else None,
     )
 
@@ -48,6 +59,32 @@ def test_the_same_idempotency_key_gives_the_same_video_and_no_duplicate(store: S
         store.add_video(replace(a_video(key=key), request_fingerprint="other"), b"x", b"y")
     # Another user may use the same key for their own video.
     assert store.add_video(a_video(owner="bob", key=key), b"b", b"p").id != first.id
+
+
+def a_decision(request_id: str, stage: SafetyStage, verdict: Verdict = Verdict.ALLOW
+               ) -> DecisionRecord:
+    return DecisionRecord(request_id=request_id, user="alice", stage=stage, verdict=verdict,
+                          category=None, policy_version="p1",
+                          checks=[{"check": stage.value, "verdict": verdict.value}])
+
+
+def test_each_decision_is_written_once_and_linked_to_the_video_it_allowed(
+    store: SqlStore,
+) -> None:
+    request_id, refused_id = new_id("req_"), new_id("req_")
+    for stage in SafetyStage:
+        store.record_decision(a_decision(request_id, stage))
+    store.record_decision(a_decision(refused_id, SafetyStage.CAPTION, Verdict.BLOCK))
+    video = store.add_video(a_video(), b"v", b"p", request_id=request_id)
+    decisions = store.decisions_for_video(video.id)
+    assert [d.stage for d in decisions] == list(SafetyStage)
+    assert all(d.request_id == request_id and d.video_id == video.id for d in decisions)
+    assert decisions[0].checks == [{"check": "caption", "verdict": "allow"}]
+    # A refused request's decision stays on record, linked to nothing.
+    with store.engine.connect() as conn:
+        refused = conn.execute(select(schema.Decision.verdict, schema.Decision.video_id)
+                               .where(schema.Decision.request_id == refused_id)).all()
+    assert [tuple(r) for r in refused] == [("block", None)]
 
 
 def test_a_second_report_by_the_same_user_updates_the_first(store: SqlStore) -> None:
@@ -109,7 +146,7 @@ def test_a_bank_change_applies_to_the_very_next_match(store: SqlStore, tmp_path:
 def test_lookup_counts_keep_about_an_hour_whoever_never_comes_back(store: SqlStore) -> None:
     from datetime import timedelta
 
-    from alive_service.store import LookupLimits, schema, utcnow
+    from alive_service.store import LookupLimits, utcnow
 
     video = store.add_video(a_video(), b"mp4", b"photo")
     two_hours_ago = utcnow() - timedelta(hours=2)

@@ -29,7 +29,8 @@ Life cycle of the data::
        │                                   ModerationEvent "owner_delete" (data: hold, erased)
        ├─ no hold ──► erased now: MP4 + photo blobs unlinked (unless another live row
        │              shares the bytes), erased_at set; the row keeps ids, owner, hashes
-       │              (photo sha256, PDQ), safety decisions, model, manifest id, timestamps
+       │              (photo sha256, PDQ), model, manifest id, timestamps, and its safety
+       │              decisions stay linked to it
        └─ hold: an unresolved report ("review") or status "taken_down" ("takedown")
               media kept as evidence, hidden from everyone but moderators
               dismiss / restore ──► release_hold ──► erased as above,
@@ -169,7 +170,8 @@ class VideoRecord:
     manifest_id: str
     c2pa_state: str
     signer: str
-    safety: dict  # the decisions at generation: {"caption": ..., "image": ..., "output": ...}
+    # The safety decisions that allowed it are rows of their own, linked by video id
+    # (DecisionStore.decisions_for_video), not a copy here.
     faces: int = 0
     idempotency_key: str | None = None
     request_fingerprint: str | None = None

@@ -51,7 +51,9 @@ class Video(Base):
     manifest_id: Mapped[str] = mapped_column(String(128), index=True)
     c2pa_state: Mapped[str] = mapped_column(String(16))
     signer: Mapped[str] = mapped_column(Text, default="")
-    safety: Mapped[dict] = mapped_column(JSON)
+    # Rows written before the decisions were linked once (no migration needed) hold a copy of
+    # them; newer rows hold {}: the decisions are safety_decisions rows with this video_id.
+    safety: Mapped[dict] = mapped_column(JSON, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -248,7 +248,7 @@ class SqlStore:
         except OSError as exc:
             raise StoreUnavailable(f"the blob store is unavailable: {exc}") from exc
         row = _row(video, photo_blob=photo_blob, video_blob=video_blob, size_bytes=len(mp4),
-                   video_sha256=video_blob, created_at=video.created_at or utcnow())
+                   video_sha256=video_blob, created_at=video.created_at or utcnow(), safety={})
         try:
             with self._session(write=True) as session:
                 session.add(row)
