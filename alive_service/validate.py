@@ -13,6 +13,7 @@ import grpc
 
 from alive_service.motion import MotionOptions, RegionHint
 from alive_service.motion.hints import MAX_HINTS, MAX_POINTS
+from alive_service.motion.interface import REQUEST_BOUNDS
 from alive_service.rpc import RpcError, pb
 from alive_service.vocabulary import VIDEO_ID_FORMAT, ReportReason, VideoId, is_video_id
 
@@ -129,9 +130,11 @@ def idempotency_key(value: str) -> str:
     return value
 
 
-def _range(name: str, value: float, low: float, high: float) -> float:
-    if not math.isfinite(value) or not low <= value <= high:
-        raise invalid("BAD_OPTIONS", f"options.{name} must be between {low:g} and {high:g}")
+def _range(name: str, value: float) -> float:
+    bound = REQUEST_BOUNDS[name]
+    if value not in bound:
+        raise invalid("BAD_OPTIONS",
+                      f"options.{name} must be between {bound.low:g} and {bound.high:g}")
     return value
 
 
@@ -143,11 +146,11 @@ def options(message: pb.AnimateOptions) -> MotionOptions:
     strengths = {}
     for name in ("sky", "water", "face", "camera"):
         if message.HasField(name):
-            strengths[name] = _range(name, getattr(message, name), 0.0, 2.0)
+            strengths[name] = _range(name, getattr(message, name))
     return MotionOptions(
-        duration_s=_range("duration_s", duration, 1.0, 6.0),
-        fps=int(_range("fps", fps, 12, 30)),
-        long_side=int(_range("long_side", long_side, 256, 1920)),
+        duration_s=_range("duration_s", duration),
+        fps=int(_range("fps", fps)),
+        long_side=int(_range("long_side", long_side)),
         seed=int(message.seed),
         **strengths,
     )

@@ -58,3 +58,19 @@ def test_anything_else_is_not_a_video_id(value: str) -> None:
 def test_new_video_ids_are_video_ids_and_differ() -> None:
     ids = {v.new_video_id() for _ in range(100)}
     assert len(ids) == 100 and all(v.is_video_id(i) for i in ids)
+
+
+def test_every_option_a_request_may_ask_for_the_model_accepts() -> None:
+    from dataclasses import fields
+
+    from alive_service.motion import MotionOptions
+    from alive_service.motion.interface import MODEL_BOUNDS, REQUEST_BOUNDS
+
+    numeric = {f.name for f in fields(MotionOptions)} - {"seed", "hints"}
+    assert set(REQUEST_BOUNDS) == set(MODEL_BOUNDS) == numeric
+    for name, asked in REQUEST_BOUNDS.items():
+        model = MODEL_BOUNDS[name]
+        assert model.low <= asked.low <= asked.high <= model.high, name
+        assert float("nan") not in asked and float("inf") not in model
+    defaults = MotionOptions()
+    assert all(getattr(defaults, name) in bound for name, bound in REQUEST_BOUNDS.items())
