@@ -485,7 +485,7 @@ def enrol(store: ModerationStore, admin: Moderator, name: str, public: str) -> M
                        "one)")
     with store.moderation(signer=admin) as tx:
         signature = admin.sign_message(enrolment_message(name, public, tx.now))
-        record = tx.add_moderator_key(name, public, signature)
+        record = tx.add_moderator_key(key_id_of(public), name, public, signature)
         tx.add_event(ADMIN_ACTOR, "moderator_enrol", data={
             "name": name, "public_key": public, "key_id": record.key_id})
         return record

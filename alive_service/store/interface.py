@@ -532,6 +532,8 @@ class ModerationTx(Protocol):
     def reporters(self, video_id: str) -> set[str]:
         """Everyone who ever reported the video (conflicts of interest)."""
 
-    def add_moderator_key(self, name: str, public_key: str, enrolment_sig: str
-                          ) -> ModeratorKeyRecord: ...
+    def add_moderator_key(self, key_id: str, name: str, public_key: str, enrolment_sig: str
+                          ) -> ModeratorKeyRecord:
+        """Enrol a key under ``key_id`` (moderators.key_id_of: the store does not derive
+        it, so it needs no cryptography)."""
     def revoke_moderator_keys(self, name: str) -> list[str]: ...

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from alive_service.store.interface import utcnow
+from alive_service.vocabulary import ReportStatus, VideoStatus
 
 
 class Base(DeclarativeBase):
@@ -29,7 +30,7 @@ class Video(Base):
     __tablename__ = "videos"
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     owner: Mapped[str] = mapped_column(String(128), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="ready")
+    status: Mapped[str] = mapped_column(String(16), default=VideoStatus.READY)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     caption: Mapped[str] = mapped_column(Text, default="")
     model_id: Mapped[str] = mapped_column(String(64))
@@ -92,7 +93,7 @@ class Report(Base):
     reporter: Mapped[str] = mapped_column(String(128), index=True)
     reason: Mapped[str] = mapped_column(String(32))
     details: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open|escalated|resolved
+    status: Mapped[str] = mapped_column(String(16), default=ReportStatus.OPEN)
     resolution: Mapped[str] = mapped_column(String(16), default="")
     # Unused since 0002: a claim covers the whole video (videos.claimed_by).
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -945,11 +945,9 @@ class SqlModerationTx:
         return set(self.session.scalars(
             select(schema.Report.reporter).where(schema.Report.video_id == video_id)))
 
-    def add_moderator_key(self, name: str, public_key: str, enrolment_sig: str
+    def add_moderator_key(self, key_id: str, name: str, public_key: str, enrolment_sig: str
                           ) -> ModeratorKeyRecord:
-        from alive_service.moderators import key_id_of
-
-        row = schema.ModeratorKey(key_id=key_id_of(public_key), name=name,
+        row = schema.ModeratorKey(key_id=key_id, name=name,
                                   public_key=public_key, enrolled_at=self.now,
                                   enrolment_sig=enrolment_sig)
         self.session.add(row)
