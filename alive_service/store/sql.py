@@ -13,7 +13,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, case, create_engine, delete, event, func, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    and_,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
@@ -232,6 +244,17 @@ class SqlStore:
         with self._session() as session:
             return fn(session)
 
+    def _one(self, stmt: Select) -> Any:
+        """The record of the statement's one row, or None."""
+        def q(s: Session) -> Any:
+            row = s.scalar(stmt)
+            return None if row is None else _record(row)
+
+        return self._read(q)
+
+    def _all(self, stmt: Select) -> list[Any]:
+        return self._read(lambda s: _records(s.scalars(stmt)))
+
     def ping(self) -> None:
         self._read(lambda s: s.execute(text("SELECT 1")).scalar())
 
@@ -272,29 +295,14 @@ class SqlStore:
             raise
 
     def find_idempotent(self, owner: str, key: str) -> VideoRecord | None:
-        def q(s: Session) -> VideoRecord | None:
-            row = s.scalar(
-                select(schema.Video).where(
-                    schema.Video.owner == owner, schema.Video.idempotency_key == key
-                )
-            )
-            return _record(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.Video).where(schema.Video.owner == owner,
+                                                    schema.Video.idempotency_key == key))
 
     def get_video(self, video_id: str) -> VideoRecord | None:
-        def q(s: Session) -> VideoRecord | None:
-            row = s.get(schema.Video, video_id)
-            return _record(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.Video).where(schema.Video.id == video_id))
 
     def find_by_manifest(self, manifest_id: str) -> VideoRecord | None:
-        def q(s: Session) -> VideoRecord | None:
-            row = s.scalar(select(schema.Video).where(schema.Video.manifest_id == manifest_id))
-            return _record(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.Video).where(schema.Video.manifest_id == manifest_id))
 
     # -- who sees what ----------------------------------------------------------------------
     def visible_to(self, video: VideoRecord, user: str) -> bool:
@@ -401,22 +409,19 @@ class SqlStore:
     # -- owners list and delete their videos -----------------------------------------------
     def list_videos(self, owner: str, limit: int,
                     before: tuple[datetime, str] | None = None) -> list[VideoRecord]:
-        def q(s: Session) -> list[VideoRecord]:
-            video = schema.Video
-            stmt = (
-                select(video)
-                .where(video.owner == owner, video.deleted_at.is_(None),
-                       video.status != VideoStatus.TAKEN_DOWN)
-                .order_by(video.created_at.desc(), video.id.desc())
-                .limit(limit)
-            )
-            if before is not None:
-                at, video_id = before
-                stmt = stmt.where(or_(video.created_at < at,
-                                      and_(video.created_at == at, video.id < video_id)))
-            return [_record(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        video = schema.Video
+        stmt = (
+            select(video)
+            .where(video.owner == owner, video.deleted_at.is_(None),
+                   video.status != VideoStatus.TAKEN_DOWN)
+            .order_by(video.created_at.desc(), video.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            at, video_id = before
+            stmt = stmt.where(or_(video.created_at < at,
+                                  and_(video.created_at == at, video.id < video_id)))
+        return self._all(stmt)
 
     def delete_video(self, video_id: str, owner: str) -> Deletion:
         with self._session(write=True) as session:
@@ -502,9 +507,8 @@ class SqlStore:
         return decision_id
 
     def decisions_for_video(self, video_id: str) -> list[DecisionRecord]:
-        return self._read(lambda s: _records(s.scalars(
-            select(schema.Decision).where(schema.Decision.video_id == video_id)
-            .order_by(schema.Decision.created_at))))
+        return self._all(select(schema.Decision).where(schema.Decision.video_id == video_id)
+                         .order_by(schema.Decision.created_at))
 
     def admit(self, user: str, kind: str, limit: int, window_s: float = 60.0) -> None:
         """Record one admission of ``kind`` for ``user``, or raise RateLimited when ``limit``
@@ -610,22 +614,10 @@ class SqlStore:
         raise AssertionError("unreachable")
 
     def reports_for(self, video_id: str) -> Sequence[ReportRecord]:
-        def q(s: Session) -> list[ReportRecord]:
-            rows = s.scalars(
-                select(schema.Report)
-                .where(schema.Report.video_id == video_id)
-                .order_by(schema.Report.created_at)
-            )
-            return [_record(r) for r in rows]
-
-        return self._read(q)
+        return self.list_reports(video_id=video_id)
 
     def get_report(self, report_id: str) -> ReportRecord | None:
-        def q(s: Session) -> ReportRecord | None:
-            row = s.get(schema.Report, report_id)
-            return _record(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.Report).where(schema.Report.id == report_id))
 
     # -- hash banks -------------------------------------------------------------------------
     def active_hashes(self, known: BankVersion | None = None
@@ -662,15 +654,12 @@ class SqlStore:
             return _record(row)
 
     def bank_entries(self, bank: str | None = None, active_only: bool = True) -> list[BankEntry]:
-        def q(s: Session) -> list[BankEntry]:
-            stmt = select(schema.BankEntry).order_by(schema.BankEntry.created_at)
-            if bank:
-                stmt = stmt.where(schema.BankEntry.bank == bank)
-            if active_only:
-                stmt = stmt.where(schema.BankEntry.active.is_(True))
-            return [_record(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        stmt = select(schema.BankEntry).order_by(schema.BankEntry.created_at)
+        if bank:
+            stmt = stmt.where(schema.BankEntry.bank == bank)
+        if active_only:
+            stmt = stmt.where(schema.BankEntry.active.is_(True))
+        return self._all(stmt)
 
     # -- moderation events ------------------------------------------------------------------
     def add_event(
@@ -682,56 +671,37 @@ class SqlStore:
                                         video_id, report_id, data))
 
     def events_for(self, video_id: str) -> Sequence[EventRecord]:
-        def q(s: Session) -> list[EventRecord]:
-            rows = s.scalars(
-                select(schema.Event)
-                .where(schema.Event.video_id == video_id)
-                .order_by(schema.Event.id)
-            )
-            return [_record(r) for r in rows]
-
-        return self._read(q)
+        return self._all(select(schema.Event).where(schema.Event.video_id == video_id)
+                         .order_by(schema.Event.id))
 
     def events(
         self, video_id: str | None = None, actor: str | None = None, limit: int | None = None
     ) -> list[EventRecord]:
-        """The moderation history, newest first."""
-
-        def q(s: Session) -> list[EventRecord]:
-            stmt = select(schema.Event).order_by(schema.Event.id.desc())
-            if video_id is not None:
-                stmt = stmt.where(schema.Event.video_id == video_id)
-            if actor is not None:
-                stmt = stmt.where(schema.Event.actor == actor)
-            if limit is not None:
-                stmt = stmt.limit(limit)
-            return [_record(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        stmt = select(schema.Event).order_by(schema.Event.id.desc())
+        if video_id is not None:
+            stmt = stmt.where(schema.Event.video_id == video_id)
+        if actor is not None:
+            stmt = stmt.where(schema.Event.actor == actor)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self._all(stmt)
 
     # -- moderation -------------------------------------------------------------------------
     def list_reports(
         self, statuses: Collection[str] | None = None, video_id: str | None = None
     ) -> list[ReportRecord]:
-        def q(s: Session) -> list[ReportRecord]:
-            stmt = select(schema.Report).order_by(schema.Report.created_at)
-            if statuses is not None:
-                stmt = stmt.where(schema.Report.status.in_(list(statuses)))
-            if video_id is not None:
-                stmt = stmt.where(schema.Report.video_id == video_id)
-            return [_record(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        stmt = select(schema.Report).order_by(schema.Report.created_at)
+        if statuses is not None:
+            stmt = stmt.where(schema.Report.status.in_(list(statuses)))
+        if video_id is not None:
+            stmt = stmt.where(schema.Report.video_id == video_id)
+        return self._all(stmt)
 
     def videos_by_id(self, video_ids: Collection[str]) -> dict[str, VideoRecord]:
         if not video_ids:
             return {}
-
-        def q(s: Session) -> dict[str, VideoRecord]:
-            rows = s.scalars(select(schema.Video).where(schema.Video.id.in_(list(video_ids))))
-            return {r.id: _record(r) for r in rows}
-
-        return self._read(q)
+        videos = self._all(select(schema.Video).where(schema.Video.id.in_(list(video_ids))))
+        return {v.id: v for v in videos}
 
     def count_videos(self, status: str | None = None) -> int:
         def q(s: Session) -> int:
@@ -759,50 +729,29 @@ class SqlStore:
             return False
 
     def strikes_for(self, user: str, active_only: bool = True) -> list[StrikeRecord]:
-        def q(s: Session) -> list[StrikeRecord]:
-            stmt = select(schema.Strike).where(schema.Strike.user == user)
-            if active_only:
-                stmt = stmt.where(schema.Strike.active.is_(True))
-            return [_record(r) for r in s.scalars(stmt.order_by(schema.Strike.id))]
-
-        return self._read(q)
+        stmt = select(schema.Strike).where(schema.Strike.user == user)
+        if active_only:
+            stmt = stmt.where(schema.Strike.active.is_(True))
+        return self._all(stmt.order_by(schema.Strike.id))
 
     def bank_entry(self, entry_id: str) -> BankEntry | None:
-        def q(s: Session) -> BankEntry | None:
-            row = s.get(schema.BankEntry, entry_id)
-            return _record(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.BankEntry).where(schema.BankEntry.id == entry_id))
 
     def bank_entries_for_video(self, video_id: str) -> list[BankEntry]:
-        def q(s: Session) -> list[BankEntry]:
-            stmt = (
-                select(schema.BankEntry)
-                .where(schema.BankEntry.video_id == video_id)
-                .order_by(schema.BankEntry.created_at)
-            )
-            return [_record(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        return self._all(select(schema.BankEntry).where(schema.BankEntry.video_id == video_id)
+                         .order_by(schema.BankEntry.created_at))
 
     def event_log(self) -> list[EventRecord]:
-        """Every moderation event, oldest first (what ``audit verify`` walks)."""
-        return self._read(lambda s: [_record(r) for r in s.scalars(
-            select(schema.Event).order_by(schema.Event.id))])
+        return self._all(select(schema.Event).order_by(schema.Event.id))
 
     def strike_event_ids(self) -> list[int]:
         return self._read(lambda s: list(s.scalars(select(schema.Strike.event_id))))
 
     def moderator_key(self, key_id: str) -> ModeratorKeyRecord | None:
-        def q(s: Session) -> ModeratorKeyRecord | None:
-            row = s.get(schema.ModeratorKey, key_id)
-            return _record(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.ModeratorKey).where(schema.ModeratorKey.key_id == key_id))
 
     def moderator_keys(self) -> list[ModeratorKeyRecord]:
-        return self._read(lambda s: [_record(r) for r in s.scalars(
-            select(schema.ModeratorKey).order_by(schema.ModeratorKey.enrolled_at))])
+        return self._all(select(schema.ModeratorKey).order_by(schema.ModeratorKey.enrolled_at))
 
     @contextmanager
     def moderation(self, now: datetime | None = None, signer: EventSigner | None = None
@@ -850,7 +799,7 @@ class SqlModerationTx:
             .order_by(schema.Report.created_at)
             .with_for_update()
         )
-        return [_record(r) for r in rows]
+        return _records(rows)
 
     def set_reports(
         self, report_ids: Sequence[str], status: str, resolution: str = "",
@@ -917,7 +866,7 @@ class SqlModerationTx:
         for row in rows:
             row.active, row.removed_at, row.removed_by = False, self.now, moderator
         self.session.flush()
-        return [_record(r) for r in rows]
+        return _records(rows)
 
     def add_strike(self, user: str, video_id: str, event_id: int) -> StrikeRecord:
         row = schema.Strike(
@@ -938,7 +887,7 @@ class SqlModerationTx:
         for row in rows:
             row.active, row.withdrawn_at = False, self.now
         self.session.flush()
-        return [_record(r) for r in rows]
+        return _records(rows)
 
 
     def reporters(self, video_id: str) -> set[str]:
