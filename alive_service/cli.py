@@ -279,11 +279,7 @@ def verify(
 def _trust_anchors() -> bytes | None:
     from alive_service.config import Settings
 
-    settings = Settings.from_env()
-    if settings.trust_anchors:
-        return Path(settings.trust_anchors).read_bytes()
-    dev_root = settings.keys_dir / "c2pa-dev-root.pem"
-    return dev_root.read_bytes() if dev_root.exists() else None
+    return Settings.from_env().client_trust_anchors()
 
 
 @app.command()

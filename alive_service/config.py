@@ -85,6 +85,17 @@ class Settings:
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 
+    def client_trust_anchors(self) -> bytes | None:
+        """The PEM roots a client (alive verify, alive-mod show) trusts: the configured file,
+        else the dev root the server made; None before there is one (a client never makes
+        a CA: the server's start-up does, through provenance.keys.resolve_trust_anchors)."""
+        from provenance.keys import ROOT_FILE
+
+        if self.trust_anchors:
+            return Path(self.trust_anchors).read_bytes()
+        root = self.keys_dir / ROOT_FILE
+        return root.read_bytes() if root.exists() else None
+
     @classmethod
     def from_env(cls) -> Settings:
         values: dict[str, object] = {}

@@ -120,10 +120,7 @@ class Env:
         return self._store
 
     def trust_anchors(self) -> bytes | None:
-        if self.settings.trust_anchors:
-            return Path(self.settings.trust_anchors).read_bytes()
-        root = self.settings.keys_dir / "c2pa-dev-root.pem"
-        return root.read_bytes() if root.exists() else None
+        return self.settings.client_trust_anchors()
 
 
 def _env(ctx: typer.Context) -> Env:
