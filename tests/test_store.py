@@ -200,3 +200,25 @@ def test_callers_use_the_contract_not_the_tables() -> None:
         annotations = [ast.unparse(n.annotation) for n in ast.walk(tree)
                        if isinstance(n, ast.arg) and n.annotation is not None]
         assert "SqlStore" not in annotations, name
+
+
+def test_the_store_depends_on_nothing_above_it() -> None:
+    """Storage imports only itself and the vocabulary (and, in the match index alone, the
+    safety package's matching engine): no service, moderation or model code."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "alive_service" / "store"
+    for path in sorted(root.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("alive_service"):
+                    assert name.startswith(("alive_service.store", "alive_service.vocabulary")), (
+                        path.name, name)
+                assert not name.startswith("safety") or path.name == "index.py", (path.name, name)
