@@ -54,6 +54,7 @@ from alive_service.store.interface import (
 )
 from alive_service.vocabulary import (
     UNRESOLVED,
+    EventAction,
     ReportReason,
     ReportStatus,
     Resolution,
@@ -61,7 +62,7 @@ from alive_service.vocabulary import (
 )
 
 TAKEDOWN_BANK = "takedowns"
-ACTIONS = (Resolution.DISMISS, Resolution.TAKEDOWN, "escalate")
+ACTIONS = (EventAction.DISMISS, EventAction.TAKEDOWN, EventAction.ESCALATE)
 # A claim lapses so that a moderator who walks away does not hold a video for ever.
 CLAIM_TTL = timedelta(minutes=30)
 
@@ -226,7 +227,7 @@ def claim(store: ModerationStore, moderator: Moderator, video_id: str, force: bo
         previous = _active_claim(video, tx.now)
         tx.set_claim(video_id, name)
         return tx.add_event(
-            name, "claim", video_id=video_id,
+            name, EventAction.CLAIM, video_id=video_id,
             data={"expires_at": (tx.now + CLAIM_TTL).isoformat(),
                   "taken_from": previous if previous != name else None},
         )
@@ -241,7 +242,7 @@ def release(store: ModerationStore, moderator: Moderator, video_id: str, force: 
             raise Conflict(f"video {video_id} is not claimed")
         _check_claim(video, moderator.name, tx.now, force)
         tx.set_claim(video_id, None)
-        return tx.add_event(moderator.name, "release", video_id=video_id)
+        return tx.add_event(moderator.name, EventAction.RELEASE, video_id=video_id)
 
 
 def resolve(
@@ -255,7 +256,7 @@ def resolve(
     """
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
-    if action != Resolution.DISMISS:
+    if action != EventAction.DISMISS:
         note = _need_note(action, note)
     by = moderator.name
     with store.moderation(now, signer=moderator) as tx:
@@ -265,7 +266,7 @@ def resolve(
         reports = tx.unresolved_reports(video_id)
         ids = [r.id for r in reports]
         data: dict = {"reports": ids}
-        if action == Resolution.TAKEDOWN:
+        if action == EventAction.TAKEDOWN:
             if video.status == VideoStatus.TAKEN_DOWN:
                 raise Conflict(f"video {video_id} is already taken down")
             tx.set_video_status(video_id, VideoStatus.TAKEN_DOWN, note)
@@ -277,21 +278,21 @@ def resolve(
             )
             data.update(bank=TAKEDOWN_BANK, bank_entry=entry.id, pdq_hex=video.pdq_hex,
                         owner=video.owner)
-            event = tx.add_event(by, "takedown", note, video_id=video_id, data=data)
+            event = tx.add_event(by, EventAction.TAKEDOWN, note, video_id=video_id, data=data)
             # The strike points back at the event that caused it (events never change).
             tx.add_strike(video.owner, video_id, event.id)
             return event
         if not reports:
             raise Conflict(f"video {video_id} has no unresolved reports to {action}")
-        if action == Resolution.DISMISS:
+        if action == EventAction.DISMISS:
             tx.set_reports(ids, ReportStatus.RESOLVED, Resolution.DISMISS, by)
         else:
             if all(r.status == ReportStatus.ESCALATED for r in reports):
                 raise Conflict(f"video {video_id} is already escalated")
             tx.set_reports(ids, ReportStatus.ESCALATED)
         tx.set_claim(video_id, None)
-        event = tx.add_event(by, action, note, video_id=video_id, data=data)
-    if action == Resolution.DISMISS:
+        event = tx.add_event(by, EventAction(action), note, video_id=video_id, data=data)
+    if action == EventAction.DISMISS:
         # An owner who deleted the video while it was under review: now it can be erased.
         store.release_hold(video_id, by)
     return event
@@ -310,7 +311,7 @@ def restore(store: Store, moderator: Moderator, video_id: str, note: str,
         entries = tx.deactivate_bank_entries(moderator.name, video_id=video_id)
         strikes = tx.withdraw_strikes(video_id)
         event = tx.add_event(
-            moderator.name, "restore", note, video_id=video_id,
+            moderator.name, EventAction.RESTORE, note, video_id=video_id,
             data={"bank_entries": [e.id for e in entries], "strikes": [s.id for s in strikes]},
         )
     store.release_hold(video_id, moderator.name)  # deleted by its owner: no evidence to keep now
@@ -321,7 +322,7 @@ def add_note(store: ModerationStore, moderator: Moderator, video_id: str, note: 
     note = _need_note("note", note)
     with store.moderation(signer=moderator) as tx:
         tx.lock_video(video_id)
-        return tx.add_event(moderator.name, "note", note, video_id=video_id)
+        return tx.add_event(moderator.name, EventAction.NOTE, note, video_id=video_id)
 
 
 # -- hash banks ----------------------------------------------------------------------------
@@ -339,7 +340,7 @@ def bank_add(store: ModerationStore, moderator: Moderator, bank: str, pdq_hex: s
         if pdq_hex in tx.active_bank_hashes(bank):
             raise Conflict(f"bank {bank} already holds {pdq_hex}")
         entry = tx.add_bank_entry(bank, pdq_hex, source, note, added_by=moderator.name)
-        tx.add_event(moderator.name, "bank_add", note,
+        tx.add_event(moderator.name, EventAction.BANK_ADD, note,
                      data={"bank": bank, "entry_id": entry.id, "pdq_hex": pdq_hex})
         return entry
 
@@ -356,7 +357,7 @@ def bank_remove(store: ModerationStore, moderator: Moderator, entry_id: str, not
         if entry.video_id:  # a takedown's entry: the same conflicts as the takedown
             _no_conflict(tx, moderator, tx.lock_video(entry.video_id))
         (removed,) = tx.deactivate_bank_entries(moderator.name, entry_ids=[entry_id])
-        tx.add_event(moderator.name, "bank_remove", note, video_id=entry.video_id,
+        tx.add_event(moderator.name, EventAction.BANK_REMOVE, note, video_id=entry.video_id,
                      data={"bank": entry.bank, "entry_id": entry_id, "pdq_hex": entry.pdq_hex})
         return removed
 
@@ -403,7 +404,7 @@ def bank_import(store: ModerationStore, moderator: Moderator, bank: str, text: s
             present.add(pdq_hex)
             ids.append(tx.add_bank_entry(bank, pdq_hex, source, note,
                                          added_by=moderator.name).id)
-        tx.add_event(moderator.name, "bank_import", data={
+        tx.add_event(moderator.name, EventAction.BANK_IMPORT, data={
             "bank": bank, "source": source, "added": len(ids), "duplicates": duplicates})
         return ImportResult(bank, len(ids), duplicates, ids)
 
@@ -486,7 +487,7 @@ def enrol(store: ModerationStore, admin: Moderator, name: str, public: str) -> M
     with store.moderation(signer=admin) as tx:
         signature = admin.sign_message(enrolment_message(name, public, tx.now))
         record = tx.add_moderator_key(key_id_of(public), name, public, signature)
-        tx.add_event(ADMIN_ACTOR, "moderator_enrol", data={
+        tx.add_event(ADMIN_ACTOR, EventAction.MODERATOR_ENROL, data={
             "name": name, "public_key": public, "key_id": record.key_id})
         return record
 
@@ -497,7 +498,8 @@ def revoke(store: ModerationStore, admin: Moderator, name: str) -> list[str]:
         key_ids = tx.revoke_moderator_keys(name)
         if not key_ids:
             raise NotFound(f"{name} has no enrolled key")
-        tx.add_event(ADMIN_ACTOR, "moderator_revoke", data={"name": name, "key_ids": key_ids})
+        tx.add_event(ADMIN_ACTOR, EventAction.MODERATOR_REVOKE,
+                     data={"name": name, "key_ids": key_ids})
         return key_ids
 
 
@@ -578,10 +580,10 @@ def audit(store: ModerationStore, admin_public: str | list[str]) -> Audit:
                 problems.append(f"{where}: signature does not verify: rewritten or forged")
             else:
                 valid = True
-        if valid and e.actor == ADMIN_ACTOR and e.action == "moderator_enrol":
+        if valid and e.actor == ADMIN_ACTOR and e.action == EventAction.MODERATOR_ENROL:
             keys[str(e.data.get("key_id"))] = (str(e.data.get("name")),
                                                str(e.data.get("public_key")))
-        if valid and e.actor == ADMIN_ACTOR and e.action == "moderator_revoke":
+        if valid and e.actor == ADMIN_ACTOR and e.action == EventAction.MODERATOR_REVOKE:
             for key_id in e.data.get("key_ids", []):
                 keys.pop(str(key_id), None)
         prev_hash, prev_id = e.hash or "", e.id

@@ -16,7 +16,7 @@ import grpc
 from google.protobuf.message import DecodeError as ProtoDecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from alive_service import metrics, pages, validate
+from alive_service import metrics, pages, validate, vocabulary
 from alive_service.admission import Admission, Full
 from alive_service.auth import AuthError, Identity, identity_from_metadata
 from alive_service.config import Settings
@@ -209,7 +209,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                            retry_after_s=exc.retry_after_s) from None
         if record is None:
             raise RpcError(grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND", f"no video {video_id}")
-        if record.status == "taken_down":  # visible_to lets only the owner get here
+        if record.status == vocabulary.VideoStatus.TAKEN_DOWN:  # only the owner gets here
             raise RpcError(grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN",
                            f"video {video_id} was taken down after review and is no longer "
                            "available")

@@ -106,6 +106,26 @@ def review_reason(categories: list[str]) -> ReportReason:
     return ReportReason.OTHER
 
 
+class EventAction(StrEnum):
+    """What a moderation event records (the append-only log, store/chain.py)."""
+
+    CLAIM = "claim"
+    RELEASE = "release"
+    NOTE = "note"
+    DISMISS = "dismiss"
+    ESCALATE = "escalate"
+    TAKEDOWN = "takedown"
+    RESTORE = "restore"
+    BANK_ADD = "bank_add"
+    BANK_REMOVE = "bank_remove"
+    BANK_IMPORT = "bank_import"
+    MODERATOR_ENROL = "moderator_enrol"
+    MODERATOR_REVOKE = "moderator_revoke"
+    # The service's own, on a user's behalf (signed by no moderator):
+    OWNER_DELETE = "owner_delete"
+    HOLD_RELEASED = "hold_released"
+
+
 class Verdict(StrEnum):
     """A safety decision's outcome (the same words as ``safety.decision.Verdict``)."""
 

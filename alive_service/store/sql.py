@@ -56,7 +56,7 @@ from alive_service.store.interface import (
     VideoRecord,
     utcnow,
 )
-from alive_service.vocabulary import ReportStatus, VideoStatus
+from alive_service.vocabulary import EventAction, ReportStatus, VideoStatus
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -440,8 +440,8 @@ class SqlStore:
             row.caption = ""
             erase = [] if hold else self._erase(session, row, now)
             event_row = _append_event(
-                session, None, now, owner, "owner_delete", "deleted by its owner", video_id,
-                None, {"hold": hold, "erased": not hold}, key_id=SERVICE_KEY,
+                session, None, now, owner, EventAction.OWNER_DELETE, "deleted by its owner",
+                video_id, None, {"hold": hold, "erased": not hold}, key_id=SERVICE_KEY,
             )
             deletion = Deletion(video_id, now, hold, event_row.id)
         self._unlink(erase)  # after the commit: a rollback must not lose bytes
@@ -459,7 +459,7 @@ class SqlStore:
             now = utcnow()
             erase = self._erase(session, row, now)
             _append_event(
-                session, None, now, actor, "hold_released",
+                session, None, now, actor, EventAction.HOLD_RELEASED,
                 "the review ended; the deleted video's media were erased", video_id, None,
                 {"erased": True}, key_id=SERVICE_KEY,
             )
