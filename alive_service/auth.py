@@ -23,6 +23,8 @@ from pathlib import Path
 
 import jwt
 
+from provenance.keys import write_private
+
 ISSUER = "alive"
 DEV_USER = "dev"
 MAX_TOKEN_TTL_S = 30 * 24 * 3600
@@ -51,20 +53,13 @@ def private_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
-def _write_private(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(data)
-
-
 def load_or_create_secret(data_dir: Path) -> bytes:
     private_dir(data_dir)
     private_dir(data_dir / "auth")
     path = data_dir / "auth" / "secret"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        _write_private(tmp, secrets.token_hex(32))
+        tmp = path.with_name(f"secret.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # this one's
+        write_private(tmp, secrets.token_hex(32).encode())
         # Two replicas starting together on a shared directory: the first rename wins.
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
@@ -130,5 +125,5 @@ def ensure_dev_token(data_dir: Path, secret: bytes) -> Path:
                 return path
         except AuthError:
             pass
-    _write_private(path, mint_token(secret, DEV_USER, ttl_s=DEV_TOKEN_TTL_S))
+    write_private(path, mint_token(secret, DEV_USER, ttl_s=DEV_TOKEN_TTL_S).encode())
     return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,22 +14,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from alive_service.client import AliveClient
 from alive_service.rpc import error_info, pb
+from alive_service.vocabulary import ProgressStage, ReportReason
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Bring a photo to life with the Alive service.")
 err = Console(stderr=True)
 
-STAGE_NAMES = {
-    pb.STAGE_CHECKING: "checking",
-    pb.STAGE_GENERATING: "generating",
-    pb.STAGE_ENCODING: "encoding",
-    pb.STAGE_SIGNING: "signing",
-    pb.STAGE_STORING: "storing",
-    pb.STAGE_DONE: "done",
-}
+STAGE_NAMES = {pb.Stage.Value(stage.proto_name): stage.value for stage in ProgressStage}
 # "nudity" for REPORT_REASON_NUDITY: what a user types.
-REASONS = {pb.ReportReason.Name(v).removeprefix("REPORT_REASON_").lower(): v
-           for v in pb.ReportReason.values() if v}
+REASONS = dict(sorted(((reason.value, pb.ReportReason.Value(reason.proto_name))
+                       for reason in ReportReason), key=lambda kv: kv[1]))
 
 
 def _client() -> AliveClient:
@@ -285,10 +278,8 @@ def verify(
 
 def _trust_anchors() -> bytes | None:
     from alive_service.config import Settings
-    from provenance.keys import existing_trust_anchors
 
-    settings = Settings.from_env()
-    return existing_trust_anchors(settings.keys_dir, settings.trust_anchors)
+    return Settings.from_env().client_trust_anchors()
 
 
 @app.command()
@@ -298,14 +289,15 @@ def token(user: str, ttl_hours: float = typer.Option(24.0, help="at most 30 days
     from alive_service.auth import load_or_create_secret, mint_token
     from alive_service.config import Settings
 
-    data_dir = Path(os.environ.get("ALIVE_DATA_DIR", "var"))
+    settings = Settings.from_env()
+    data_dir = settings.data_dir
     if not (data_dir / "auth" / "secret").exists():
         err.print(f"[red]no secret in {escape(str(data_dir))}/auth[/]: start the server once "
                   "first")
         raise typer.Exit(2)
     try:
         print(mint_token(load_or_create_secret(data_dir), user, int(ttl_hours * 3600),
-                         max_ttl_s=Settings.from_env().max_token_lifetime_s))
+                         max_ttl_s=settings.max_token_lifetime_s))
     except ValueError as exc:
         err.print(f"[red]refused:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None

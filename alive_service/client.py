@@ -26,7 +26,9 @@ def default_token() -> str:
     token = os.environ.get("ALIVE_TOKEN")
     if token:
         return token.strip()
-    path = dev_token_path(Path(os.environ.get("ALIVE_DATA_DIR", "var")))
+    from alive_service.config import Settings
+
+    path = dev_token_path(Settings.from_env().data_dir)
     if path.exists():
         return path.read_text().strip()
     raise FileNotFoundError(

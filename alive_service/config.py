@@ -10,10 +10,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"ALIVE_{name}", default)
-
-
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("var")
@@ -88,6 +84,14 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    def client_trust_anchors(self) -> bytes | None:
+        """The PEM roots a client (alive verify, alive-mod show) trusts: the configured file,
+        else the dev root the server made; None before there is one (a client never makes
+        a CA: the server's start-up does, through provenance.keys.resolve_trust_anchors)."""
+        from provenance.keys import existing_trust_anchors
+
+        return existing_trust_anchors(self.keys_dir, self.trust_anchors)
 
     @classmethod
     def from_env(cls) -> Settings:

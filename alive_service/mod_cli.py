@@ -27,9 +27,16 @@ from alive_service import moderation as mod
 from alive_service import moderators
 from alive_service.config import Settings
 from alive_service.moderators import Moderator, NotAModerator
-from alive_service.store import Conflict, NotFound, SqlStore, StoreUnavailable, upgrade
-from alive_service.store.interface import VideoRecord
-from provenance.keys import existing_trust_anchors
+from alive_service.store import (
+    Conflict,
+    DecisionRecord,
+    NotFound,
+    SqlStore,
+    Store,
+    StoreUnavailable,
+    VideoRecord,
+    upgrade,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,7 +84,7 @@ class Env:
         self._name = moderator
         self._key = key
         self._moderator: Moderator | None = None
-        self._store: SqlStore | None = None
+        self._store: Store | None = None
         self.settings = Settings.from_env()
 
     @property
@@ -97,12 +104,14 @@ class Env:
         return self._moderator
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         """The store, for a moderator (authenticated first)."""
         _ = self.moderator
         return self.open_store()
 
-    def open_store(self) -> SqlStore:
+    def open_store(self) -> Store:
+        """The one place alive-mod chooses the implementation: everything else is typed
+        against the store's roles."""
         if self._store is None:
             self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             url = self.settings.database_url
@@ -111,7 +120,7 @@ class Env:
         return self._store
 
     def trust_anchors(self) -> bytes | None:
-        return existing_trust_anchors(self.settings.keys_dir, self.settings.trust_anchors)
+        return self.settings.client_trust_anchors()
 
 
 def _env(ctx: typer.Context) -> Env:
@@ -201,9 +210,13 @@ def queue(
 
 
 # -- one case --------------------------------------------------------------------------------
-def _video_json(video: VideoRecord) -> dict:
+def _video_json(video: VideoRecord, decisions: list[DecisionRecord]) -> dict:
     data = asdict(video)
     data["duration_s"] = video.duration_s
+    # The decisions at generation, by safety stage (caption, image, output).
+    data["safety"] = {d.stage: {"verdict": d.verdict, "category": d.category,
+                                "policy_version": d.policy_version, "checks": d.checks}
+                      for d in decisions}
     return data
 
 
@@ -245,7 +258,7 @@ def show(
         _write_png(preview, sheet)
     if as_json:
         _print_json({
-            "video": _video_json(video), "claimed_by": case.claimed_by,
+            "video": _video_json(video, case.decisions), "claimed_by": case.claimed_by,
             "reports": [asdict(r) for r in case.reports],
             "events": [asdict(e) for e in case.events],
             "bank_entries": [asdict(b) for b in case.bank_entries],
@@ -282,10 +295,9 @@ def show(
                          if live["failures"] else ""))
 
     safety = _table("safety at generation", "stage", "verdict", "check", "top scores", "review")
-    for stage in ("caption", "image", "output"):
-        decision = video.safety.get(stage) or {}
-        for check in decision.get("checks", []):
-            _row(safety, stage, check.get("verdict", ""), check.get("check", ""),
+    for decision in case.decisions:
+        for check in decision.checks:
+            _row(safety, decision.stage, check.get("verdict", ""), check.get("check", ""),
                  _top_scores(check), ", ".join(check.get("review", [])))
     out.print(safety)
 

@@ -1,6 +1,6 @@
 """The moderator's actions, as plain functions over the store (``alive-mod`` is their CLI).
 
-Each action is one transaction (``SqlStore.moderation``): it locks the video, checks the
+Each action is one transaction (``ModerationStore.moderation``): it locks the video, checks the
 claim and conflicts of interest (nobody decides a video they own or reported), changes what
 it changes and appends one event signed by the moderator's key, or does nothing at all.
 The events form a hash chain that ``audit`` verifies. A takedown
@@ -28,7 +28,17 @@ from alive_service.moderators import (
     public_hex,
     verify,
 )
-from alive_service.store import BankEntry, Conflict, EventRecord, NotFound, ReportRecord
+from alive_service.store import (
+    BankEntry,
+    Conflict,
+    DecisionRecord,
+    EventRecord,
+    ModerationStore,
+    NotFound,
+    ReportRecord,
+    Store,
+    utcnow,
+)
 from alive_service.store.chain import (
     GENESIS,
     LEGACY_KEY,
@@ -42,39 +52,41 @@ from alive_service.store.interface import (
     StrikeRecord,
     VideoRecord,
 )
-from alive_service.store.schema import utcnow
-from alive_service.store.sql import SqlStore
+from alive_service.vocabulary import (
+    UNRESOLVED,
+    EventAction,
+    ReportReason,
+    ReportStatus,
+    Resolution,
+    VideoStatus,
+)
 
 TAKEDOWN_BANK = "takedowns"
-ACTIONS = ("dismiss", "takedown", "escalate")
+ACTIONS = (EventAction.DISMISS, EventAction.TAKEDOWN, EventAction.ESCALATE)
 # A claim lapses so that a moderator who walks away does not hold a video for ever.
 CLAIM_TTL = timedelta(minutes=30)
-UNRESOLVED = ("open", "escalated")
-STATUSES = ("open", "claimed", "escalated", "resolved", "unresolved", "all")
 
-# How bad the worst reported harm would be if true; it ranks the queue before anything else
-# (one report of a child at risk outranks many spam reports).
-SEVERITY = {
-    "minor_safety": 10,
-    "self_harm": 9,
-    "nudity": 7,
-    "violence": 7,
-    "impersonation": 6,
-    "hate": 6,
-    "harassment": 5,
-    "copyright": 3,
-    "other": 2,
-    "spam": 1,
-}
-REASONS = tuple(SEVERITY)
+# The queue's filters: the report statuses, and "claimed" (a moderator holds the video's
+# reports), "unresolved" (open, claimed or escalated) and "all".
+STATUSES = (ReportStatus.OPEN, "claimed", ReportStatus.ESCALATED, ReportStatus.RESOLVED,
+            "unresolved", "all")
+REASONS = tuple(ReportReason)
 _PDQ_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _SPLIT_RE = re.compile(r"[,\s]+")
+
+
+def _severity(reason: str) -> int:
+    """A reason's severity; a reason this version does not know counts as "other"."""
+    try:
+        return ReportReason(reason).severity
+    except ValueError:
+        return ReportReason.OTHER.severity
 
 
 def priority(reasons: Iterable[str], reporters: int, age: timedelta, escalated: bool) -> float:
     """Worst severity first (x100), then reporters (x10, capped at 50), then age in hours
     (capped at 3 days); escalations jump ahead of everything not escalated."""
-    worst = max((SEVERITY.get(r, SEVERITY["other"]) for r in reasons), default=0)
+    worst = max((_severity(r) for r in reasons), default=0)
     hours = min(max(age.total_seconds(), 0.0) / 3600.0, 72.0)
     return (10_000.0 if escalated else 0.0) + worst * 100.0 + min(reporters, 50) * 10.0 + hours
 
@@ -109,7 +121,7 @@ def _active_claim(video: VideoRecord, now: datetime) -> str | None:
 
 
 def queue(
-    store: SqlStore, reason: str | None = None, status: str = "unresolved",
+    store: Store, reason: str | None = None, status: str = "unresolved",
     now: datetime | None = None, limit: int | None = None,
 ) -> list[QueueItem]:
     """Reports grouped by video, highest priority first.
@@ -120,10 +132,10 @@ def queue(
     """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    if reason is not None and reason not in SEVERITY:
+    if reason is not None and reason not in REASONS:
         raise ValueError(f"reason must be one of {', '.join(REASONS)}")
     now = now or utcnow()
-    wanted = None if status in ("resolved", "all") else UNRESOLVED
+    wanted = None if status in (ReportStatus.RESOLVED, "all") else UNRESOLVED
     by_video: dict[str, list[ReportRecord]] = {}
     for report in store.list_reports(statuses=wanted):
         by_video.setdefault(report.video_id, []).append(report)
@@ -131,17 +143,17 @@ def queue(
     items = []
     for video_id, reports in by_video.items():
         video = videos[video_id]
-        unresolved = [r for r in reports if r.status != "resolved"]
+        unresolved = [r for r in reports if r.status != ReportStatus.RESOLVED]
         claimed_by = _active_claim(video, now) if unresolved else None
         if not unresolved:
-            item_status = "resolved"
+            item_status = ReportStatus.RESOLVED
         elif claimed_by:
             item_status = "claimed"
-        elif any(r.status == "escalated" for r in unresolved):
-            item_status = "escalated"
+        elif any(r.status == ReportStatus.ESCALATED for r in unresolved):
+            item_status = ReportStatus.ESCALATED
         else:
-            item_status = "open"
-        if status in ("open", "claimed", "escalated", "resolved") and item_status != status:
+            item_status = ReportStatus.OPEN
+        if status not in ("unresolved", "all") and item_status != status:
             continue
         if reason is not None and not any(r.reason == reason for r in reports):
             continue
@@ -154,7 +166,7 @@ def queue(
             video_id=video_id, owner=video.owner, video_status=video.status,
             status=item_status,
             priority=priority(reasons, len(counted), now - oldest,
-                              any(r.status == "escalated" for r in unresolved)),
+                              any(r.status == ReportStatus.ESCALATED for r in unresolved)),
             reporters=len({r.reporter for r in counted}), reasons=reasons,
             report_ids=[r.id for r in counted], oldest_report=oldest,
             newest_report=max(r.updated_at for r in counted), claimed_by=claimed_by,
@@ -165,7 +177,7 @@ def queue(
     return items[:limit] if limit else items
 
 
-def video_id_for(store: SqlStore, ident: str) -> str:
+def video_id_for(store: Store, ident: str) -> str:
     """A video id, or the id of a report on it (``r_...``)."""
     if store.get_video(ident) is not None:
         return ident
@@ -202,7 +214,7 @@ def _check_claim(video: VideoRecord, moderator: str, now: datetime, force: bool)
         )
 
 
-def claim(store: SqlStore, moderator: Moderator, video_id: str, force: bool = False,
+def claim(store: ModerationStore, moderator: Moderator, video_id: str, force: bool = False,
           now: datetime | None = None) -> EventRecord:
     """Take a video's reports to work on; Conflict while another moderator holds them."""
     name = moderator.name
@@ -215,13 +227,13 @@ def claim(store: SqlStore, moderator: Moderator, video_id: str, force: bool = Fa
         previous = _active_claim(video, tx.now)
         tx.set_claim(video_id, name)
         return tx.add_event(
-            name, "claim", video_id=video_id,
+            name, EventAction.CLAIM, video_id=video_id,
             data={"expires_at": (tx.now + CLAIM_TTL).isoformat(),
                   "taken_from": previous if previous != name else None},
         )
 
 
-def release(store: SqlStore, moderator: Moderator, video_id: str, force: bool = False,
+def release(store: ModerationStore, moderator: Moderator, video_id: str, force: bool = False,
             now: datetime | None = None) -> EventRecord:
     """Give a claim back without deciding."""
     with store.moderation(now, signer=moderator) as tx:
@@ -230,11 +242,11 @@ def release(store: SqlStore, moderator: Moderator, video_id: str, force: bool = 
             raise Conflict(f"video {video_id} is not claimed")
         _check_claim(video, moderator.name, tx.now, force)
         tx.set_claim(video_id, None)
-        return tx.add_event(moderator.name, "release", video_id=video_id)
+        return tx.add_event(moderator.name, EventAction.RELEASE, video_id=video_id)
 
 
 def resolve(
-    store: SqlStore, moderator: Moderator, video_id: str, action: str, note: str = "",
+    store: Store, moderator: Moderator, video_id: str, action: str, note: str = "",
     force: bool = False, now: datetime | None = None,
 ) -> EventRecord:
     """Decide a video: every unresolved report on it is resolved (or escalated) at once.
@@ -244,7 +256,7 @@ def resolve(
     """
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
-    if action != "dismiss":
+    if action != EventAction.DISMISS:
         note = _need_note(action, note)
     by = moderator.name
     with store.moderation(now, signer=moderator) as tx:
@@ -254,11 +266,11 @@ def resolve(
         reports = tx.unresolved_reports(video_id)
         ids = [r.id for r in reports]
         data: dict = {"reports": ids}
-        if action == "takedown":
-            if video.status == "taken_down":
+        if action == EventAction.TAKEDOWN:
+            if video.status == VideoStatus.TAKEN_DOWN:
                 raise Conflict(f"video {video_id} is already taken down")
-            tx.set_video_status(video_id, "taken_down", note)
-            tx.set_reports(ids, "resolved", "takedown", by)
+            tx.set_video_status(video_id, VideoStatus.TAKEN_DOWN, note)
+            tx.set_reports(ids, ReportStatus.RESOLVED, Resolution.TAKEDOWN, by)
             tx.set_claim(video_id, None)
             entry = tx.add_bank_entry(
                 TAKEDOWN_BANK, video.pdq_hex, source=f"takedown of video {video_id}",
@@ -266,51 +278,51 @@ def resolve(
             )
             data.update(bank=TAKEDOWN_BANK, bank_entry=entry.id, pdq_hex=video.pdq_hex,
                         owner=video.owner)
-            event = tx.add_event(by, "takedown", note, video_id=video_id, data=data)
+            event = tx.add_event(by, EventAction.TAKEDOWN, note, video_id=video_id, data=data)
             # The strike points back at the event that caused it (events never change).
             tx.add_strike(video.owner, video_id, event.id)
             return event
         if not reports:
             raise Conflict(f"video {video_id} has no unresolved reports to {action}")
-        if action == "dismiss":
-            tx.set_reports(ids, "resolved", "dismiss", by)
+        if action == EventAction.DISMISS:
+            tx.set_reports(ids, ReportStatus.RESOLVED, Resolution.DISMISS, by)
         else:
-            if all(r.status == "escalated" for r in reports):
+            if all(r.status == ReportStatus.ESCALATED for r in reports):
                 raise Conflict(f"video {video_id} is already escalated")
-            tx.set_reports(ids, "escalated")
+            tx.set_reports(ids, ReportStatus.ESCALATED)
         tx.set_claim(video_id, None)
-        event = tx.add_event(by, action, note, video_id=video_id, data=data)
-    if action == "dismiss":
+        event = tx.add_event(by, EventAction(action), note, video_id=video_id, data=data)
+    if action == EventAction.DISMISS:
         # An owner who deleted the video while it was under review: now it can be erased.
         store.release_hold(video_id, by)
     return event
 
 
-def restore(store: SqlStore, moderator: Moderator, video_id: str, note: str,
+def restore(store: Store, moderator: Moderator, video_id: str, note: str,
             now: datetime | None = None) -> EventRecord:
     """Reverse a takedown: serve the video again, withdraw its bank entry and the strike."""
     note = _need_note("restore", note)
     with store.moderation(now, signer=moderator) as tx:
         video = tx.lock_video(video_id)
         _no_conflict(tx, moderator, video)
-        if video.status != "taken_down":
+        if video.status != VideoStatus.TAKEN_DOWN:
             raise Conflict(f"video {video_id} is not taken down (status {video.status})")
-        tx.set_video_status(video_id, "ready", "")
+        tx.set_video_status(video_id, VideoStatus.READY, "")
         entries = tx.deactivate_bank_entries(moderator.name, video_id=video_id)
         strikes = tx.withdraw_strikes(video_id)
         event = tx.add_event(
-            moderator.name, "restore", note, video_id=video_id,
+            moderator.name, EventAction.RESTORE, note, video_id=video_id,
             data={"bank_entries": [e.id for e in entries], "strikes": [s.id for s in strikes]},
         )
     store.release_hold(video_id, moderator.name)  # deleted by its owner: no evidence to keep now
     return event
 
 
-def add_note(store: SqlStore, moderator: Moderator, video_id: str, note: str) -> EventRecord:
+def add_note(store: ModerationStore, moderator: Moderator, video_id: str, note: str) -> EventRecord:
     note = _need_note("note", note)
     with store.moderation(signer=moderator) as tx:
         tx.lock_video(video_id)
-        return tx.add_event(moderator.name, "note", note, video_id=video_id)
+        return tx.add_event(moderator.name, EventAction.NOTE, note, video_id=video_id)
 
 
 # -- hash banks ----------------------------------------------------------------------------
@@ -321,19 +333,19 @@ def normalise_pdq(value: str) -> str:
     return value.lower()
 
 
-def bank_add(store: SqlStore, moderator: Moderator, bank: str, pdq_hex: str, note: str = "",
+def bank_add(store: ModerationStore, moderator: Moderator, bank: str, pdq_hex: str, note: str = "",
              source: str = "manual") -> BankEntry:
     pdq_hex = normalise_pdq(pdq_hex)
     with store.moderation(signer=moderator) as tx:
         if pdq_hex in tx.active_bank_hashes(bank):
             raise Conflict(f"bank {bank} already holds {pdq_hex}")
         entry = tx.add_bank_entry(bank, pdq_hex, source, note, added_by=moderator.name)
-        tx.add_event(moderator.name, "bank_add", note,
+        tx.add_event(moderator.name, EventAction.BANK_ADD, note,
                      data={"bank": bank, "entry_id": entry.id, "pdq_hex": pdq_hex})
         return entry
 
 
-def bank_remove(store: SqlStore, moderator: Moderator, entry_id: str, note: str = ""
+def bank_remove(store: ModerationStore, moderator: Moderator, entry_id: str, note: str = ""
                 ) -> BankEntry:
     """Withdraw one entry (marked inactive, never deleted)."""
     with store.moderation(signer=moderator) as tx:
@@ -345,7 +357,7 @@ def bank_remove(store: SqlStore, moderator: Moderator, entry_id: str, note: str 
         if entry.video_id:  # a takedown's entry: the same conflicts as the takedown
             _no_conflict(tx, moderator, tx.lock_video(entry.video_id))
         (removed,) = tx.deactivate_bank_entries(moderator.name, entry_ids=[entry_id])
-        tx.add_event(moderator.name, "bank_remove", note, video_id=entry.video_id,
+        tx.add_event(moderator.name, EventAction.BANK_REMOVE, note, video_id=entry.video_id,
                      data={"bank": entry.bank, "entry_id": entry_id, "pdq_hex": entry.pdq_hex})
         return removed
 
@@ -377,7 +389,7 @@ class ImportResult:
     entry_ids: list[str] = field(default_factory=list)
 
 
-def bank_import(store: SqlStore, moderator: Moderator, bank: str, text: str, source: str
+def bank_import(store: ModerationStore, moderator: Moderator, bank: str, text: str, source: str
                 ) -> ImportResult:
     """Add every hash of a list to ``bank`` in one transaction; hashes already there are
     counted, not added twice."""
@@ -392,7 +404,7 @@ def bank_import(store: SqlStore, moderator: Moderator, bank: str, text: str, sou
             present.add(pdq_hex)
             ids.append(tx.add_bank_entry(bank, pdq_hex, source, note,
                                          added_by=moderator.name).id)
-        tx.add_event(moderator.name, "bank_import", data={
+        tx.add_event(moderator.name, EventAction.BANK_IMPORT, data={
             "bank": bank, "source": source, "added": len(ids), "duplicates": duplicates})
         return ImportResult(bank, len(ids), duplicates, ids)
 
@@ -408,9 +420,10 @@ class Case:
     bank_entries: list[BankEntry]
     owner_strikes: list[StrikeRecord]  # active ones
     claimed_by: str | None
+    decisions: list[DecisionRecord] = field(default_factory=list)  # the safety checks passed
 
 
-def case(store: SqlStore, ident: str, now: datetime | None = None) -> Case:
+def case(store: Store, ident: str, now: datetime | None = None) -> Case:
     video_id = video_id_for(store, ident)
     video = store.get_video(video_id)
     assert video is not None
@@ -420,6 +433,7 @@ def case(store: SqlStore, ident: str, now: datetime | None = None) -> Case:
         bank_entries=store.bank_entries_for_video(video_id),
         owner_strikes=store.strikes_for(video.owner),
         claimed_by=_active_claim(video, now or utcnow()),
+        decisions=store.decisions_for_video(video_id),
     )
 
 
@@ -438,14 +452,14 @@ class Stats:
         return asdict(self)
 
 
-def stats(store: SqlStore) -> Stats:
+def stats(store: Store) -> Stats:
     reports = store.list_reports()
-    unresolved = [r for r in reports if r.status != "resolved"]
-    resolved = [r for r in reports if r.status == "resolved"]
+    unresolved = [r for r in reports if r.status != ReportStatus.RESOLVED]
+    resolved = [r for r in reports if r.status == ReportStatus.RESOLVED]
     by_reason: dict[str, dict[str, int]] = {}
     for r in reports:
         counts = by_reason.setdefault(r.reason, {"open": 0, "resolved": 0})
-        counts["resolved" if r.status == "resolved" else "open"] += 1
+        counts["resolved" if r.status == ReportStatus.RESOLVED else "open"] += 1
     by_resolution: dict[str, int] = {}
     for r in resolved:
         by_resolution[r.resolution] = by_resolution.get(r.resolution, 0) + 1
@@ -454,17 +468,17 @@ def stats(store: SqlStore) -> Stats:
     ]
     return Stats(
         open_reports=len(unresolved), open_videos=len({r.video_id for r in unresolved}),
-        escalated_reports=sum(r.status == "escalated" for r in unresolved),
+        escalated_reports=sum(r.status == ReportStatus.ESCALATED for r in unresolved),
         resolved_reports=len(resolved),
         median_resolution_s=statistics.median(durations) if durations else None,
-        by_reason=dict(sorted(by_reason.items(), key=lambda kv: -SEVERITY.get(kv[0], 0))),
+        by_reason=dict(sorted(by_reason.items(), key=lambda kv: -_severity(kv[0]))),
         by_resolution=by_resolution,
-        videos_taken_down=store.count_videos(status="taken_down"),
+        videos_taken_down=store.count_videos(status=VideoStatus.TAKEN_DOWN),
     )
 
 
 # -- moderators and the audit --------------------------------------------------------------
-def enrol(store: SqlStore, admin: Moderator, name: str, public: str) -> ModeratorKeyRecord:
+def enrol(store: ModerationStore, admin: Moderator, name: str, public: str) -> ModeratorKeyRecord:
     """The admin enrols a moderator's public key under her (user) name."""
     name, public = check_name(name), check_public(public)
     if store.moderator_key(key_id_of(public)) is not None:
@@ -472,23 +486,24 @@ def enrol(store: SqlStore, admin: Moderator, name: str, public: str) -> Moderato
                        "one)")
     with store.moderation(signer=admin) as tx:
         signature = admin.sign_message(enrolment_message(name, public, tx.now))
-        record = tx.add_moderator_key(name, public, signature)
-        tx.add_event(ADMIN_ACTOR, "moderator_enrol", data={
+        record = tx.add_moderator_key(key_id_of(public), name, public, signature)
+        tx.add_event(ADMIN_ACTOR, EventAction.MODERATOR_ENROL, data={
             "name": name, "public_key": public, "key_id": record.key_id})
         return record
 
 
-def revoke(store: SqlStore, admin: Moderator, name: str) -> list[str]:
+def revoke(store: ModerationStore, admin: Moderator, name: str) -> list[str]:
     """Every key of the moderator ``name`` is refused from now on."""
     with store.moderation(signer=admin) as tx:
         key_ids = tx.revoke_moderator_keys(name)
         if not key_ids:
             raise NotFound(f"{name} has no enrolled key")
-        tx.add_event(ADMIN_ACTOR, "moderator_revoke", data={"name": name, "key_ids": key_ids})
+        tx.add_event(ADMIN_ACTOR, EventAction.MODERATOR_REVOKE,
+                     data={"name": name, "key_ids": key_ids})
         return key_ids
 
 
-def authenticate(store: SqlStore, name: str, key: object, admin_public: str | list[str]
+def authenticate(store: ModerationStore, name: str, key: object, admin_public: str | list[str]
                  ) -> Moderator:
     """The moderator ``name`` holding ``key`` (an Ed25519 private key), or NotAModerator.
     ``admin_public``: the admin key, or the current one and those before it."""
@@ -520,7 +535,7 @@ class Audit:
         return not self.problems
 
 
-def audit(store: SqlStore, admin_public: str | list[str]) -> Audit:
+def audit(store: ModerationStore, admin_public: str | list[str]) -> Audit:
     """Walk the event log: every hash, every link, every signature against the keys the
     log itself enrolled (admin-signed enrol/revoke events). Names the row of each problem."""
     admins = [admin_public] if isinstance(admin_public, str) else admin_public
@@ -565,10 +580,10 @@ def audit(store: SqlStore, admin_public: str | list[str]) -> Audit:
                 problems.append(f"{where}: signature does not verify: rewritten or forged")
             else:
                 valid = True
-        if valid and e.actor == ADMIN_ACTOR and e.action == "moderator_enrol":
+        if valid and e.actor == ADMIN_ACTOR and e.action == EventAction.MODERATOR_ENROL:
             keys[str(e.data.get("key_id"))] = (str(e.data.get("name")),
                                                str(e.data.get("public_key")))
-        if valid and e.actor == ADMIN_ACTOR and e.action == "moderator_revoke":
+        if valid and e.actor == ADMIN_ACTOR and e.action == EventAction.MODERATOR_REVOKE:
             for key_id in e.data.get("key_ids", []):
                 keys.pop(str(key_id), None)
         prev_hash, prev_id = e.hash or "", e.id

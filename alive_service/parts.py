@@ -31,6 +31,7 @@ from provenance.keys import SigningIdentity, identity_source, resolve_trust_anch
 if TYPE_CHECKING:  # the models load in Parts.load, after the health service is up
     from alive_service.motion import MotionModel
     from safety import SafetyChecker
+    from safety.hashing import HashBank
 
 log = logging.getLogger("alive.parts")
 
@@ -109,6 +110,15 @@ class Parts:
     store: Store
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
+    # Photos are matched against the store's hash banks through this index (built once per
+    # process, rebuilt when the banks change); None: an index over ``store``.
+    bank: HashBank | None = None
+
+    def __post_init__(self) -> None:
+        if self.bank is None:
+            from alive_service.store.index import BankIndex
+
+            object.__setattr__(self, "bank", BankIndex(self.store))
 
     @property
     def identity(self) -> Callable[[], SigningIdentity]:

@@ -13,14 +13,21 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from enum import Enum
 
 from alive_service import CLAIM_GENERATOR
 from alive_service.decode import Photo, decode_photo
 from alive_service.encode import Video, encode_mp4
 from alive_service.motion import Clip, MotionOptions
 from alive_service.parts import Parts
-from alive_service.store import Conflict, DecisionRecord, Store, TakenDown, VideoRecord, new_id
+from alive_service.store import Conflict, DecisionRecord, Store, TakenDown, VideoRecord
+from alive_service.vocabulary import (
+    ProgressStage,
+    SafetyStage,
+    Verdict,
+    VideoStatus,
+    new_video_id,
+    review_reason,
+)
 from provenance import watermark
 from provenance.keys import SigningIdentity
 from provenance.sign import GenerationInfo, sign_video
@@ -30,28 +37,8 @@ log = logging.getLogger("alive.pipeline")
 
 
 SAFETY_REVIEWER = "system:safety-review"
-# Policy categories as the report reasons moderators sort by.
-_REVIEW_REASONS = {
-    "sexual": "nudity", "suggestive": "nudity", "sexual_minors": "minor_safety",
-    "violence_gore": "violence", "threats": "violence", "hate": "hate",
-    "harassment": "harassment", "self_harm": "self_harm",
-    "deceptive_impersonation": "impersonation", "illegal_goods": "other",
-}
-
-
-def _report_reason(categories: list[str]) -> str:
-    reasons = [_REVIEW_REASONS[c] for c in categories if c in _REVIEW_REASONS]
-    return reasons[0] if reasons else "other"
-
-
-class Stage(Enum):
-    CHECKING = 1
-    GENERATING = 2
-    ENCODING = 3
-    SIGNING = 4
-    STORING = 5
-    DONE = 6
-
+# Where a request is (the one progress vocabulary; the name "Stage" stays for the workers).
+Stage = ProgressStage
 
 ProgressFn = Callable[[Stage, int, int], None]
 
@@ -59,7 +46,7 @@ ProgressFn = Callable[[Stage, int, int], None]
 class Refused(Exception):
     """Safety policy refused the request; nothing was generated or stored but the decision."""
 
-    def __init__(self, decision: Decision, stage: str) -> None:
+    def __init__(self, decision: Decision, stage: SafetyStage) -> None:
         super().__init__(decision.reason)
         self.decision = decision
         self.stage = stage
@@ -123,7 +110,7 @@ def animate(
     report = progress or (lambda stage, done, total: None)
     timings: dict[str, float] = {}
 
-    at = {"stage": "checking", "done": 0, "total": 0}
+    at: dict = {"stage": ProgressStage.CHECKING, "done": 0, "total": 0}
 
     def checkpoint() -> None:
         if cancelled():
@@ -138,7 +125,7 @@ def animate(
         # Refused before any work (and before anything is stored).
         if earlier is not None and earlier.request_fingerprint != request.fingerprint():
             raise Conflict("the idempotency key was already used for a different request")
-        if earlier is not None and earlier.status != "ready":
+        if earlier is not None and earlier.status != VideoStatus.READY:
             raise TakenDown(f"video {earlier.id} was taken down after review and is no "
                             "longer available")
 
@@ -150,13 +137,13 @@ def animate(
     timed("decode", start)
     start = time.perf_counter()
     caption = parts.safety.check_caption(request.caption)
-    _record(parts.store, request, "caption", caption, photo)
-    if caption.verdict == "block":
-        raise Refused(caption, "caption")
-    image = parts.safety.check_image(photo.rgb, parts.store)
-    _record(parts.store, request, "image", image.decision, photo, image.pdq_hex)
-    if image.decision.verdict == "block":
-        raise Refused(image.decision, "image")
+    _record(parts.store, request, SafetyStage.CAPTION, caption, photo)
+    if caption.verdict == Verdict.BLOCK:
+        raise Refused(caption, SafetyStage.CAPTION)
+    image = parts.safety.check_image(photo.rgb, parts.bank)
+    _record(parts.store, request, SafetyStage.IMAGE, image.decision, photo, image.pdq_hex)
+    if image.decision.verdict == Verdict.BLOCK:
+        raise Refused(image.decision, SafetyStage.IMAGE)
     timed("safety", start)
     checkpoint()
     if earlier is not None:
@@ -167,7 +154,7 @@ def animate(
     start = time.perf_counter()
 
     def on_frame(done: int, total: int, stage: Stage = Stage.GENERATING) -> None:
-        at.update(stage=stage.name.lower(), done=done, total=total)
+        at.update(stage=stage, done=done, total=total)
         checkpoint()
         report(stage, done, total)
 
@@ -176,7 +163,7 @@ def animate(
     timed("motion", start)
     checkpoint()
 
-    video_id = new_id()
+    video_id = new_video_id()
     report(Stage.ENCODING, 0, len(clip.frames))
     # The output check only reads the frames and the encoder works on its own converted
     # copies, so both run at once; a refusal throws the encoded video away unseen.
@@ -194,9 +181,9 @@ def animate(
         start = time.perf_counter()
         output = checking.result()
         timed("output_check_wait", start)
-    _record(parts.store, request, "output", output, photo, image.pdq_hex)
-    if output.verdict == "block":
-        raise Refused(output, "output")
+    _record(parts.store, request, SafetyStage.OUTPUT, output, photo, image.pdq_hex)
+    if output.verdict == Verdict.BLOCK:
+        raise Refused(output, SafetyStage.OUTPUT)
     checkpoint()
 
     report(Stage.SIGNING, 0, 0)
@@ -215,15 +202,16 @@ def animate(
     # The record keeps the claim generator the manifest was signed with (VideoInfo returns it).
     params = {**clip.params, "claim_generator": info.claim_generator}
     record = _video_record(request, video_id, photo, image.pdq_hex, len(image.faces), params,
-                           clip, video, signed.manifest_id, identity, caption, image.decision,
-                           output)
-    stored = parts.store.add_video(record, signed.mp4, photo.data)
+                           clip, video, signed.manifest_id, identity)
+    # The decisions recorded above are linked to the video by the request id, in the same
+    # transaction that stores it: each is written once, never copied.
+    stored = parts.store.add_video(record, signed.mp4, photo.data, request.request_id)
     reused = stored.id != video_id
     flagged = sorted({c for d in (caption, image.decision, output) for c in d.review})
     if flagged and not reused:
         # Allowed but flagged by policy: it goes to the moderators' queue like a user report.
         parts.store.upsert_report(
-            stored.id, SAFETY_REVIEWER, _report_reason(flagged),
+            stored.id, SAFETY_REVIEWER, review_reason(flagged),
             f"flagged by safety policy {caption.policy_version}: {', '.join(flagged)}",
             limit_per_hour=None,
         )
@@ -234,7 +222,7 @@ def animate(
 
 
 def _record(
-    store: Store, request: AnimateRequest, stage: str, decision: Decision,
+    store: Store, request: AnimateRequest, stage: SafetyStage, decision: Decision,
     photo: Photo | None = None, pdq_hex: str | None = None,
 ) -> None:
     store.record_decision(
@@ -250,24 +238,15 @@ def _record(
 def _video_record(
     request: AnimateRequest, video_id: str, photo: Photo, pdq_hex: str, faces: int,
     params: dict, clip: Clip, video: Video, manifest_id: str, identity: SigningIdentity,
-    *decisions: Decision,
 ) -> VideoRecord:
-    caption, image, output = decisions
     return VideoRecord(
-        id=video_id, owner=request.user, status="ready", caption=request.caption,
+        id=video_id, owner=request.user, status=VideoStatus.READY, caption=request.caption,
         model_id=clip.model_id, model_version=clip.model_version,
         model_sha256=clip.model_sha256, params=dict(params),
         photo_sha256=photo.sha256, photo_mime=photo.mime, pdq_hex=pdq_hex,
         width=video.width, height=video.height, fps=video.fps, frames=video.frames,
         size_bytes=0, video_sha256="", manifest_id=manifest_id, c2pa_state="Signed",
         signer=identity.subject, faces=faces,
-        safety={
-            "request_id": request.request_id,
-            "policy_version": caption.policy_version,
-            "caption": caption.to_json(),
-            "image": image.to_json(),
-            "output": output.to_json(),
-        },
         idempotency_key=request.idempotency_key or None,
         request_fingerprint=request.fingerprint(),
     )

@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.message import DecodeError as ProtoDecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from alive_service import metrics, pages, validate
+from alive_service import metrics, pages, validate, vocabulary
 from alive_service.auth import AuthError, Identity, identity_from_metadata
 from alive_service.config import Settings
 from alive_service.decode import DecodeError
@@ -39,14 +39,8 @@ CHUNK = 256 * 1024
 # A client that sets no deadline still does not hold a worker for ever.
 MAX_ANIMATE_S = 300.0
 
-_STAGES = {
-    Stage.CHECKING: pb.STAGE_CHECKING,
-    Stage.GENERATING: pb.STAGE_GENERATING,
-    Stage.ENCODING: pb.STAGE_ENCODING,
-    Stage.SIGNING: pb.STAGE_SIGNING,
-    Stage.STORING: pb.STAGE_STORING,
-    Stage.DONE: pb.STAGE_DONE,
-}
+# The progress vocabulary as the wire spells it (alive.v1.Stage).
+_STAGES = {stage: pb.Stage.Value(stage.proto_name) for stage in Stage}
 
 
 @dataclass
@@ -212,7 +206,7 @@ class AliveServicer(pb_grpc.AliveServiceServicer):
                            retry_after_s=exc.retry_after_s) from None
         if record is None:
             raise RpcError(grpc.StatusCode.NOT_FOUND, "VIDEO_NOT_FOUND", f"no video {video_id}")
-        if record.status == "taken_down":  # visible_to lets only the owner get here
+        if record.status == vocabulary.VideoStatus.TAKEN_DOWN:  # only the owner gets here
             raise RpcError(grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN",
                            f"video {video_id} was taken down after review and is no longer "
                            "available")

@@ -13,11 +13,12 @@ import grpc
 
 from alive_service.motion import MotionOptions, RegionHint
 from alive_service.motion.hints import MAX_HINTS, MAX_POINTS
+from alive_service.motion.interface import REQUEST_BOUNDS
 from alive_service.rpc import RpcError, pb
+from alive_service.vocabulary import VIDEO_ID_FORMAT, ReportReason, VideoId, is_video_id
 
 log = logging.getLogger("alive.validate")
 
-VIDEO_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 # Format characters (Cf) are invisible. These few are part of ordinary writing and stay:
 # ZWNJ (Persian, Hindi), ZWJ (emoji sequences, Indic conjuncts), the direction *marks*
 # LRM/RLM/ALM (they reorder nothing), the soft hyphen, and the Arabic/Syriac/Kaithi marks
@@ -38,28 +39,18 @@ def _is_tag_spec(char: str) -> bool:
 IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 MAX_DETAILS_CHARS = 1000
 
-REASONS = {
-    pb.REPORT_REASON_NUDITY: "nudity",
-    pb.REPORT_REASON_MINOR_SAFETY: "minor_safety",
-    pb.REPORT_REASON_VIOLENCE: "violence",
-    pb.REPORT_REASON_HATE: "hate",
-    pb.REPORT_REASON_HARASSMENT: "harassment",
-    pb.REPORT_REASON_SELF_HARM: "self_harm",
-    pb.REPORT_REASON_IMPERSONATION: "impersonation",
-    pb.REPORT_REASON_COPYRIGHT: "copyright",
-    pb.REPORT_REASON_SPAM: "spam",
-    pb.REPORT_REASON_OTHER: "other",
-}
+# The wire's report reasons, each the vocabulary's word of the same name.
+REASONS = dict(sorted((pb.ReportReason.Value(r.proto_name), r) for r in ReportReason))
 
 
 def invalid(reason: str, message: str) -> RpcError:
     return RpcError(grpc.StatusCode.INVALID_ARGUMENT, reason, message)
 
 
-def video_id(value: str) -> str:
-    if not VIDEO_ID_RE.match(value):
-        raise invalid("BAD_VIDEO_ID", "video_id must be 16 lowercase hex characters")
-    return value
+def video_id(value: str) -> VideoId:
+    if not is_video_id(value):
+        raise invalid("BAD_VIDEO_ID", f"video_id must be {VIDEO_ID_FORMAT}")
+    return VideoId(value)
 
 
 def _text(value: str, field: str, limit: int, multiline: bool) -> str:
@@ -139,9 +130,11 @@ def idempotency_key(value: str) -> str:
     return value
 
 
-def _range(name: str, value: float, low: float, high: float) -> float:
-    if not math.isfinite(value) or not low <= value <= high:
-        raise invalid("BAD_OPTIONS", f"options.{name} must be between {low:g} and {high:g}")
+def _range(name: str, value: float) -> float:
+    bound = REQUEST_BOUNDS[name]
+    if value not in bound:
+        raise invalid("BAD_OPTIONS",
+                      f"options.{name} must be between {bound.low:g} and {bound.high:g}")
     return value
 
 
@@ -153,17 +146,17 @@ def options(message: pb.AnimateOptions) -> MotionOptions:
     strengths = {}
     for name in ("sky", "water", "face", "camera"):
         if message.HasField(name):
-            strengths[name] = _range(name, getattr(message, name), 0.0, 2.0)
+            strengths[name] = _range(name, getattr(message, name))
     return MotionOptions(
-        duration_s=_range("duration_s", duration, 1.0, 6.0),
-        fps=int(_range("fps", fps, 12, 30)),
-        long_side=int(_range("long_side", long_side, 256, 1920)),
+        duration_s=_range("duration_s", duration),
+        fps=int(_range("fps", fps)),
+        long_side=int(_range("long_side", long_side)),
         seed=int(message.seed),
         **strengths,
     )
 
 
-def report_reason(value: int) -> str:
+def report_reason(value: int) -> ReportReason:
     if value not in REASONS:
         raise invalid("BAD_REASON", "reason must be one of: " + ", ".join(
             pb.ReportReason.Name(k) for k in REASONS))

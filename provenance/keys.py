@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -215,8 +216,12 @@ def load_identity(
 # ---- dev CA -------------------------------------------------------------------------
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file, mode 0600, atomically: a reader (another replica) sees the old
+    file or the whole new one, never a half-written key. The one such writer (auth uses it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A name of its own per writer: two replicas writing the same file do not share a tmp.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
@@ -372,7 +377,7 @@ def ensure_dev_identity(keys_dir: Path, now: datetime | None = None) -> SigningI
         root_pair = _load_pair(keys_dir / ROOT_FILE, keys_dir / ROOT_KEY_FILE)
         if root_pair is None or root_pair[0].not_valid_after_utc - now < ROOT_RENEW_BEFORE:
             root_pair = make_root(now)
-            _write_private(keys_dir / ROOT_KEY_FILE, _key_pem(root_pair[1]))
+            write_private(keys_dir / ROOT_KEY_FILE, _key_pem(root_pair[1]))
             _write_public(
                 keys_dir / ROOT_FILE, root_pair[0].public_bytes(serialization.Encoding.PEM)
             )
@@ -387,7 +392,7 @@ def ensure_dev_identity(keys_dir: Path, now: datetime | None = None) -> SigningI
         )
         if stale:
             leaf, leaf_key = make_leaf(root, root_key, now)
-            _write_private(keys_dir / LEAF_KEY_FILE, _key_pem(leaf_key))
+            write_private(keys_dir / LEAF_KEY_FILE, _key_pem(leaf_key))
             _write_public(keys_dir / LEAF_FILE, leaf.public_bytes(serialization.Encoding.PEM))
     return identity_from_pem(
         (keys_dir / LEAF_FILE).read_bytes(), (keys_dir / LEAF_KEY_FILE).read_bytes(), now=now

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import c2pa
 
+from alive_service.vocabulary import VIDEO_ID_FORMAT, is_video_id
 from provenance.keys import SigningIdentity
 from provenance.watermark import ALG as WATERMARK_ALG
 
@@ -155,8 +156,8 @@ def make_signer(identity: SigningIdentity) -> c2pa.Signer:
 
 
 def _check_video_id(video_id: str) -> None:
-    if len(video_id) != 16 or any(c not in "0123456789abcdef" for c in video_id):
-        raise SigningError(f"video id must be 16 lowercase hex characters, got {video_id!r}")
+    if not is_video_id(video_id):
+        raise SigningError(f"video id must be {VIDEO_ID_FORMAT}, got {video_id!r}")
 
 
 def sign_video(

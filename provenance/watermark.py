@@ -44,6 +44,7 @@ import av
 import cv2
 import numpy as np
 
+from alive_service.vocabulary import VIDEO_ID_FORMAT, is_video_id
 from provenance.colour import LUMA_WEIGHTS, Y_OFFSET, Y_SCALE
 
 # The soft-binding algorithm name in the C2PA manifest; also seeds the carriers, so a new
@@ -96,12 +97,9 @@ def _crc16(payload: bytes) -> int:
 
 def id_to_bits(video_id: str) -> np.ndarray:
     """64 id bits then 16 CRC bits, as ±1 floats."""
-    try:
-        raw = bytes.fromhex(video_id)
-    except ValueError:
-        raw = b""
-    if len(raw) != 8 or video_id != video_id.lower():
-        raise ValueError(f"video id must be 16 lowercase hex characters, got {video_id!r}")
+    if not is_video_id(video_id):
+        raise ValueError(f"video id must be {VIDEO_ID_FORMAT}, got {video_id!r}")
+    raw = bytes.fromhex(video_id)
     word = int.from_bytes(raw, "big") << CRC_BITS | _crc16(raw)
     bits = np.array([(word >> (N_BITS - 1 - i)) & 1 for i in range(N_BITS)], dtype=np.float32)
     return bits * 2 - 1

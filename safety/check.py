@@ -114,7 +114,3 @@ class SafetyChecker:
         result = nudity_result(detections, self.policy, check="output_frames")
         result = replace(result, scores={**result.scores, "frames_checked": float(len(picks))})
         return decide([result], self.policy)
-
-    def combine(self, *decisions: Decision) -> Decision:
-        """One decision over several (e.g. caption + image): blocked if any is blocked."""
-        return decide([c for d in decisions for c in d.checks], self.policy)

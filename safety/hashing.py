@@ -64,8 +64,9 @@ class HashBank(Protocol):
         entry withdrawn (appeal upheld) --remove--> no longer matches
 
     ``nearest`` returns the closest entry within ``max_distance`` bits (inclusive), or None.
-    Implementations: ``MemoryHashBank`` here (tests, CLI, and the matching engine a database
-    bank can load its rows into), and the service's database-backed bank.
+    Implementations: ``MemoryHashBank`` here (tests, CLI, and the matching engine), and the
+    service's ``alive_service.store.index.BankIndex``, which loads the store's active entries
+    into one and rebuilds it when they change.
     """
 
     def nearest(self, pdq_hex: str, max_distance: int) -> BankMatch | None: ...

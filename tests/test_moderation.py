@@ -33,9 +33,10 @@ from alive_service.store import (
     SqlStore,
     VideoRecord,
     new_id,
+    utcnow,
 )
+from alive_service.store.index import BankIndex
 from alive_service.store.interface import TakenDown
-from alive_service.store.schema import utcnow
 from alive_service.store.sql import REPORTS_PER_HOUR
 from tests.conftest import enrol_moderators, moderator_env
 from tools.harness import ServerProcess
@@ -65,7 +66,6 @@ def a_video(store: SqlStore, owner: str = "alice", pdq_hex: str | None = None,
         photo_mime="image/jpeg", pdq_hex=pdq_hex or uuid.uuid4().hex * 2, width=640,
         height=360, fps=24, frames=72, size_bytes=0, video_sha256="",
         manifest_id="urn:c2pa:" + new_id(), c2pa_state="Trusted", signer="CN=test",
-        safety={"image": {"verdict": "allow"}},
     )
     return store.add_video(record, b"mp4 " + record.id.encode(), b"photo " + record.id.encode())
 
@@ -225,7 +225,7 @@ def test_a_takedown_stops_the_video_banks_its_photo_and_strikes_the_owner(
     assert after is not None and after.status == "taken_down"
     assert {r.resolution for r in store.reports_for(video.id)} == {"takedown"}
     # The same photo, or one a few bits away (resized, recompressed), now matches.
-    match = store.nearest("0e" + "0f" * 31, 31)
+    match = BankIndex(store).nearest("0e" + "0f" * 31, 31)
     assert match is not None and match.bank == mod.TAKEDOWN_BANK
     assert [s.video_id for s in store.strikes_for("bob")] == [video.id]
     with pytest.raises(Conflict):
@@ -242,7 +242,7 @@ def test_restore_reverses_a_takedown_and_keeps_the_record(
 
     after = store.get_video(video.id)
     assert after is not None and after.status == "ready"
-    assert store.nearest("0f" * 32, 31) is None
+    assert BankIndex(store).nearest("0f" * 32, 31) is None
     assert store.strikes_for("bob") == []
     # Withdrawn, not deleted.
     (entry,) = store.bank_entries_for_video(video.id)
@@ -395,10 +395,10 @@ def test_bank_import_adds_new_hashes_once_and_refuses_a_bad_file(
         mod.bank_import(store, mods["mia"], "ncmec-sample", f"{c}\nnot-a-hash\n", source="x")
     assert len(store.bank_entries("ncmec-sample")) == 2  # nothing from the bad file
 
-    assert store.nearest(a, 0) is not None
+    assert BankIndex(store).nearest(a, 0) is not None
     removed = mod.bank_remove(store, mods["mia"], entries[0].id, note="false positive")
     assert not removed.active
-    assert store.nearest(entries[0].pdq_hex, 0) is None
+    assert BankIndex(store).nearest(entries[0].pdq_hex, 0) is None
     assert len(store.bank_entries("ncmec-sample", active_only=False)) == 2
     with pytest.raises(Conflict):
         mod.bank_remove(store, mods["mia"], entries[0].id)
@@ -434,7 +434,7 @@ def test_the_cli_keeps_banks_notes_and_history_and_wants_a_name(
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(landscape_jpeg)
     run("bank", "add", "--image", str(photo), "--bank", "takedowns")
-    match = store.nearest(photo_pdq(photo), 0)
+    match = BankIndex(store).nearest(photo_pdq(photo), 0)
     assert match is not None and match.bank == "takedowns"
     (entry,) = [e for e in json.loads(run("bank", "list", "--json")) if e["note"] == "known bad"]
     run("bank", "remove", entry["id"], "--note", "false positive")

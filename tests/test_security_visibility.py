@@ -14,6 +14,7 @@ import pytest
 from alive_service.client import AliveClient
 from alive_service.rpc import error_info, pb
 from alive_service.store import SqlStore
+from alive_service.vocabulary import VideoStatus
 from tools.harness import ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -106,7 +107,7 @@ def test_only_the_owner_learns_that_a_video_was_taken_down(
         video_id = dora.animate(portrait_jpeg, "", SMALL).info.video_id
         dora.share(video_id, add=["eve"])
         assert eve.get_video(video_id)
-        store.set_video_status(video_id, "taken_down", "test")
+        take_down(store, video_id)
         for call in (lambda: eve.get_video(video_id),
                      lambda: eve.report(video_id, pb.REPORT_REASON_HATE)):
             assert refusal(call) == missing(video_id)
@@ -145,7 +146,7 @@ def test_a_taken_down_video_never_comes_back_through_an_idempotent_retry(
     options = pb.AnimateOptions(long_side=256, duration_s=1.0, seed=7)
     with as_user(server, "gina") as gina:
         first = gina.animate(landscape_jpeg, "lake", options, idempotency_key="k-1")
-        store.set_video_status(first.info.video_id, "taken_down", "test")
+        take_down(store, first.info.video_id)
         code, reason, _ = refusal(
             lambda: gina.animate(landscape_jpeg, "lake", options, idempotency_key="k-1"))
         assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "TAKEN_DOWN")
@@ -169,6 +170,12 @@ def test_a_retry_is_checked_against_the_hash_banks_first(
             with store.engine.begin() as conn:  # other tests animate this photo too
                 conn.execute(schema.BankEntry.__table__.update()
                              .where(schema.BankEntry.id == entry.id).values(active=False))
+
+
+def take_down(store: SqlStore, video_id: str) -> None:
+    """The status change alone (no report, bank entry or strike), as a moderator's tx."""
+    with store.moderation() as tx:
+        tx.set_video_status(video_id, VideoStatus.TAKEN_DOWN, "test")
 
 
 def first_pdq(store: SqlStore, video_id: str) -> str:

@@ -21,6 +21,7 @@ Life cycle of one request::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -66,6 +67,32 @@ class MotionOptions:
     face: float = 1.0
     camera: float = 1.0
     hints: tuple[RegionHint, ...] = ()  # user's region hints, applied in order
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An inclusive range of finite values."""
+
+    low: float
+    high: float
+
+    def __contains__(self, value: float) -> bool:
+        return math.isfinite(value) and self.low <= value <= self.high
+
+
+_STRENGTH = Bound(0.0, 2.0)
+# The one table of option limits. What a request may ask for (validate.py turns anything
+# else into INVALID_ARGUMENT): the product's limits, which keep a request within its time.
+REQUEST_BOUNDS = {
+    "duration_s": Bound(1.0, 6.0), "fps": Bound(12, 30), "long_side": Bound(256, 1920),
+    "sky": _STRENGTH, "water": _STRENGTH, "face": _STRENGTH, "camera": _STRENGTH,
+}
+# What the model itself accepts (ValueError beyond): wider, for the evals, benches and tests
+# that make shorter or smaller clips; every request bound lies within it.
+MODEL_BOUNDS = {
+    **REQUEST_BOUNDS,
+    "duration_s": Bound(0.25, 20.0), "fps": Bound(1, 60), "long_side": Bound(64, 4096),
+}
 
 
 @dataclass(frozen=True)

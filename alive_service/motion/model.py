@@ -22,6 +22,7 @@ import numpy as np
 
 from alive_service.motion.hints import apply_hints, describe, sky_direction
 from alive_service.motion.interface import (
+    MODEL_BOUNDS,
     Clip,
     FaceLike,
     MotionOptions,
@@ -95,16 +96,9 @@ def resize_photo(rgb: np.ndarray, long_side: int) -> np.ndarray:
 
 
 def _check_options(o: MotionOptions) -> None:
-    if not 0.25 <= o.duration_s <= 20.0:
-        raise ValueError("duration_s must be in 0.25..20")
-    if not 1 <= o.fps <= 60:
-        raise ValueError("fps must be in 1..60")
-    if not 64 <= o.long_side <= 4096:
-        raise ValueError("long_side must be in 64..4096")
-    for name in ("sky", "water", "face", "camera"):
-        v = getattr(o, name)
-        if not (math.isfinite(v) and 0.0 <= v <= 2.0):
-            raise ValueError(f"{name} must be in 0..2")
+    for name, bound in MODEL_BOUNDS.items():
+        if getattr(o, name) not in bound:
+            raise ValueError(f"{name} must be in {bound.low:g}..{bound.high:g}")
 
 
 class OnnxMotionModel:

@@ -349,12 +349,6 @@ def _guided_coefficients(
     return cv2.boxFilter(a, -1, k), cv2.boxFilter(b, -1, k)
 
 
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter with a grey guide: edges of ``src`` snap to edges of ``guide``."""
-    a, b = _guided_coefficients(guide, src, radius, eps)
-    return a * guide + b
-
-
 def pull_push_fill(image: np.ndarray, known: np.ndarray, step: int = 4) -> np.ndarray:
     """Fill pixels where ``known`` is False from known neighbours, coarse to fine.
 

@@ -106,9 +106,6 @@ class BlobStore:
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
-    def exists(self, key: str) -> bool:
-        return self._path(key).exists()
-
     def keys(self) -> Iterator[str]:
         """Every stored blob's key (temporary files and anything else are skipped)."""
         if not self.root.is_dir():

@@ -15,6 +15,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from alive_service.vocabulary import EventAction
+
 GENESIS = "0" * 64
 # Events written before migration 0003 are chained but were never signed.
 LEGACY_KEY = "legacy"
@@ -23,7 +25,7 @@ LEGACY_KEY = "legacy"
 # no moderator acted. A forged one can only be appended at the tail: anywhere else it breaks
 # the next signed event's prev_hash.
 SERVICE_KEY = "service"
-SERVICE_ACTIONS = frozenset({"owner_delete", "hold_released"})
+SERVICE_ACTIONS = frozenset({EventAction.OWNER_DELETE, EventAction.HOLD_RELEASED})
 
 
 def timestamp(value: datetime) -> str:

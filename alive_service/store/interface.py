@@ -29,25 +29,73 @@ Life cycle of the data::
        │                                   ModerationEvent "owner_delete" (data: hold, erased)
        ├─ no hold ──► erased now: MP4 + photo blobs unlinked (unless another live row
        │              shares the bytes), erased_at set; the row keeps ids, owner, hashes
-       │              (photo sha256, PDQ), safety decisions, model, manifest id, timestamps
+       │              (photo sha256, PDQ), model, manifest id, timestamps, and its safety
+       │              decisions stay linked to it
        └─ hold: an unresolved report ("review") or status "taken_down" ("takedown")
               media kept as evidence, hidden from everyone but moderators
               dismiss / restore ──► release_hold ──► erased as above,
               ModerationEvent "hold_released"; a takedown keeps it for the record
 
-``SqlStore`` (SQLAlchemy: SQLite by default, PostgreSQL in production) is the
-implementation; the media bytes live in a ``BlobStore`` beside it.
+Safety decisions, written once each::
+
+    Animate (request id) ──► DecisionRecord per safety stage (caption, image, output) as
+       │                     each check ends, allow or block: a refusal is on record too
+       ▼ all allowed
+    add_video(video, mp4, photo, request_id) ──► in the same transaction the request's
+                                                 decisions get the video's id (their link)
+
+Who sees what (docs/SECURITY.md): the owner, and the users the owner shared it with::
+
+    share_video(add, remove) ──► VideoShare rows (at most max_shares per video)
+    get_visible_video(id, user, limits) ──► IdLookup row (missed or not): per-user limits
+                                            on lookups a minute and misses an hour; rows
+                                            older than an hour are pruned as users look up
+
+Admissions and tokens::
+
+    admit(user, kind, limit) ──► Admission row, counted per (user, kind) over a window;
+                                 AdmissionLock serialises one user's admissions
+    revoke_token(jti) ──► RevokedToken row; token_revoked(jti) on every call
+
+Moderator keys and the event chain (store/chain.py, alive_service/moderators.py)::
+
+    moderation(signer=admin): add_moderator_key ──► ModeratorKey (admin-signed enrolment)
+                              revoke_moderator_keys ──► revoked_at set (never deleted)
+    every ModerationEvent ──► id, prev_hash, hash (and the signer's signature): a chain
+                              ``audit`` walks from event_log()
+
+Hash banks: the store keeps the entries (``HashBankSource``); matching a photo against
+them is the match index's work (``store/index.py``), outside any storage implementation.
+
+The roles below are what callers type against; ``Store`` joins them. ``SqlStore``
+(SQLAlchemy: SQLite by default, PostgreSQL in production) implements it; the media bytes
+live in a ``BlobStore`` beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from datetime import UTC, datetime
+from typing import Protocol
 
-if TYPE_CHECKING:  # numpy and OpenCV stay out of light clients such as alive-mod
-    from safety.hashing import BankMatch
+from alive_service.vocabulary import (
+    ReportReason,
+    ReportStatus,
+    SafetyStage,
+    Verdict,
+    VideoStatus,
+)
+
+
+def utcnow() -> datetime:
+    """The store's clock: every timestamp it writes is this (UTC, aware)."""
+    return datetime.now(UTC)
+
+
+# A user's reports an hour (the service's own review flags are not counted).
+REPORTS_PER_HOUR = 30
 
 
 class StoreUnavailable(RuntimeError):
@@ -88,8 +136,8 @@ class LookupLimits:
 class DecisionRecord:
     request_id: str
     user: str
-    stage: str  # "caption" | "image" | "output"
-    verdict: str  # "allow" | "block"
+    stage: SafetyStage
+    verdict: Verdict
     category: str | None
     policy_version: str
     checks: list[dict]
@@ -104,7 +152,7 @@ class DecisionRecord:
 class VideoRecord:
     id: str
     owner: str
-    status: str  # "ready" | "taken_down"
+    status: VideoStatus
     caption: str
     model_id: str
     model_version: str
@@ -122,7 +170,8 @@ class VideoRecord:
     manifest_id: str
     c2pa_state: str
     signer: str
-    safety: dict  # the decisions at generation: {"caption": ..., "image": ..., "output": ...}
+    # The safety decisions that allowed it are rows of their own, linked by video id
+    # (DecisionStore.decisions_for_video), not a copy here.
     faces: int = 0
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
@@ -154,9 +203,9 @@ class ReportRecord:
     id: str
     video_id: str
     reporter: str
-    reason: str
+    reason: ReportReason | str  # a reason this version does not know reads back as it is
     details: str
-    status: str  # "open" | "escalated" | "resolved" (a claim is held on the video)
+    status: ReportStatus  # a claim is held on the video, not the report
     created_at: datetime
     updated_at: datetime
     resolution: str = ""  # "dismiss" | "takedown" once resolved
@@ -227,31 +276,63 @@ class StrikeRecord:
     withdrawn_at: datetime | None = None
 
 
-class Store(Protocol):
-    # Videos
-    def add_video(self, video: VideoRecord, mp4: bytes, photo: bytes) -> VideoRecord:
-        """Store blobs then the row. With an idempotency key already used by the
-        owner, return the earlier video (or raise Conflict if the request differs)."""
+@dataclass(frozen=True)
+class BankHash:
+    """One active bank entry as the match index reads it."""
 
-    def find_idempotent(self, owner: str, key: str) -> VideoRecord | None: ...
-    def get_video(self, video_id: str) -> VideoRecord | None: ...
-    def read_mp4(self, video: VideoRecord) -> bytes: ...
-    def find_by_manifest(self, manifest_id: str) -> VideoRecord | None: ...
+    entry_id: str
+    bank: str
+    pdq_hex: str
+
+
+# What identifies the active set of bank entries: it changes whenever the set does.
+BankVersion = tuple[int, int]
+
+
+# -- the roles -----------------------------------------------------------------------------
+class VideoStore(Protocol):
+    """Videos: written once by Animate, then read; never rewritten by the service (status
+    changes are moderation's, deletion is ``DeletionStore``'s)."""
+
+    def add_video(self, video: VideoRecord, mp4: bytes, photo: bytes,
+                  request_id: str | None = None) -> VideoRecord:
+        """Store the blobs, then the row (a row never points at bytes that are not there);
+        the decisions recorded for ``request_id`` get the video's id in the same transaction.
+        With an idempotency key the owner already used, the earlier video is returned (and
+        nothing is linked), or Conflict if the request differs."""
+
+    def find_idempotent(self, owner: str, key: str) -> VideoRecord | None:
+        """The owner's live video made with this idempotency key (deletion drops the key)."""
+
+    def get_video(self, video_id: str) -> VideoRecord | None:
+        """Any video by id, whoever may see it: callers that serve users ask
+        ``SharingStore.get_visible_video`` instead."""
+
+    def videos_by_id(self, video_ids: Collection[str]) -> dict[str, VideoRecord]: ...
+
+    def find_by_manifest(self, manifest_id: str) -> VideoRecord | None:
+        """The video a C2PA manifest id was signed for (VerifyVideo)."""
+
+    def read_mp4(self, video: VideoRecord) -> bytes:
+        """The signed MP4; NotFound once erased, StoreUnavailable if the blob is missing."""
+
+    def read_photo(self, video_id: str) -> bytes:
+        """The source photo (moderators' evidence); NotFound once erased."""
 
     def list_videos(self, owner: str, limit: int,
                     before: tuple[datetime, str] | None = None) -> list[VideoRecord]:
         """The owner's videos that are neither deleted nor taken down, newest first
         (created_at, then id, descending), strictly after the ``before`` key."""
 
-    def delete_video(self, video_id: str, owner: str) -> Deletion:
-        """Delete the owner's video (see the life cycle above). NotFound for an unknown id,
-        another owner's video, or one already deleted."""
+    def count_videos(self, status: VideoStatus | None = None) -> int: ...
 
-    def release_hold(self, video_id: str, actor: str) -> bool:
-        """Erase a deleted video's media once nothing holds them; True if it erased."""
-    # Who sees what (docs/SECURITY.md): the owner, and the users the owner shared it with.
+
+class SharingStore(Protocol):
+    """Who sees what (docs/SECURITY.md): the owner, and the users the owner shared it with."""
+
     def visible_to(self, video: VideoRecord, user: str) -> bool:
-        """The one visibility rule. A taken-down video is visible to its owner only."""
+        """The one visibility rule. A taken-down video is visible to its owner only; a
+        deleted one to nobody."""
 
     def get_visible_video(
         self, video_id: str, user: str, limits: LookupLimits | None = None
@@ -263,46 +344,135 @@ class Store(Protocol):
         self, video_id: str, owner: str, add: Sequence[str], remove: Sequence[str],
         max_shares: int,
     ) -> list[str]:
-        """Change who a video is shared with; the users it is shared with afterwards."""
+        """Change who a video is shared with; the users it is shared with afterwards.
+        NotFound for another owner's video, TakenDown for one taken down, Conflict past
+        ``max_shares`` (and then nothing changed)."""
 
-    # Safety decisions
-    def record_decision(self, decision: DecisionRecord) -> str: ...
-    def decisions_for(self, request_id: str) -> Sequence[DecisionRecord]: ...
 
-    # Reports
+class DeletionStore(Protocol):
+    """Deletion by the owner and the holds on it (see the life cycle above)."""
+
+    def delete_video(self, video_id: str, owner: str) -> Deletion:
+        """Delete the owner's video. NotFound for an unknown id, another owner's video, or
+        one already deleted."""
+
+    def release_hold(self, video_id: str, actor: str) -> bool:
+        """Erase a deleted video's media once nothing holds them; True if it erased."""
+
+    def referenced_blobs(self) -> set[str]:
+        """Every blob key a row points to (the garbage collector keeps these)."""
+
+
+class DecisionStore(Protocol):
+    """Safety decisions: one row per check of a request, written once, never changed but
+    for the link to the video the request made (``VideoStore.add_video``)."""
+
+    def record_decision(self, decision: DecisionRecord) -> str:
+        """Write the decision as it is made (allow or block); its id."""
+
+    def decisions_for_video(self, video_id: str) -> list[DecisionRecord]:
+        """The decisions that allowed a video, in the order they were made."""
+
+
+class ReportStore(Protocol):
+    """Reports: filed by users (and by the safety policy's review flags), resolved by
+    moderation (``ModerationTx.set_reports``)."""
+
     def upsert_report(
         self, video_id: str, reporter: str, reason: str, details: str,
-        limit_per_hour: int | None = 30,
+        limit_per_hour: int | None = REPORTS_PER_HOUR,
     ) -> tuple[ReportRecord, bool]:
         """(report, updated): a reporter's second report on a video updates the first
         (and reopens it if it was resolved). NotFound for an unknown video, TakenDown for
         one taken down, RateLimited beyond the reporter's hourly allowance (None: the
         service's own safety flags, which no user limit applies to)."""
+
     def reports_for(self, video_id: str) -> Sequence[ReportRecord]: ...
+    def get_report(self, report_id: str) -> ReportRecord | None: ...
 
-    # Hash banks (the safety stage's HashBank)
-    def nearest(self, pdq_hex: str, max_distance: int) -> BankMatch | None: ...
-    def add_bank_entry(self, bank: str, pdq_hex: str, source: str, note: str = "") -> BankEntry: ...
+    def list_reports(
+        self, statuses: Collection[str] | None = None, video_id: str | None = None
+    ) -> list[ReportRecord]:
+        """Reports, oldest first, optionally of some statuses or one video (the queue)."""
 
-    # Moderation (append-only events)
+
+class HashBankSource(Protocol):
+    """The hash banks' entries. Entries are added and deactivated, never deleted nor
+    reactivated; matching is the match index's (``store/index.py``), built from here."""
+
+    def active_hashes(self, known: BankVersion | None = None
+                      ) -> tuple[BankVersion, list[BankHash] | None]:
+        """The active entries and their version, read together; None instead of the
+        entries when ``known`` is still the version (nothing to rebuild)."""
+
+    def add_bank_entry(self, bank: str, pdq_hex: str, source: str, note: str = ""
+                       ) -> BankEntry:
+        """An entry outside moderation (imports at set-up); moderators use ModerationTx."""
+
+    def bank_entry(self, entry_id: str) -> BankEntry | None: ...
+
+    def bank_entries(self, bank: str | None = None, active_only: bool = True
+                     ) -> list[BankEntry]: ...
+
+    def bank_entries_for_video(self, video_id: str) -> list[BankEntry]:
+        """The entries a takedown of the video added (active or withdrawn)."""
+
+
+class ModerationStore(Protocol):
+    """Moderation: actions as transactions, the append-only event chain, strikes and the
+    moderators' keys."""
+
+    def moderation(self, now: datetime | None = None, signer: EventSigner | None = None
+                   ) -> AbstractContextManager[ModerationTx]:
+        """One moderator action as a unit of work (``ModerationTx``); ``signer`` signs the
+        events it appends, ``now`` (default: the clock) is its one timestamp."""
+
     def add_event(
         self, actor: str, action: str, note: str = "", video_id: str | None = None,
         report_id: str | None = None, data: dict | None = None,
-    ) -> EventRecord: ...
-    def events_for(self, video_id: str) -> Sequence[EventRecord]: ...
+    ) -> EventRecord:
+        """Append an unsigned event (the service's own actions) to the chain."""
+
+    def events_for(self, video_id: str) -> Sequence[EventRecord]:
+        """A video's history, oldest first."""
+
+    def events(self, video_id: str | None = None, actor: str | None = None,
+               limit: int | None = None) -> list[EventRecord]:
+        """The moderation history, newest first."""
+
+    def event_log(self) -> list[EventRecord]:
+        """Every event, oldest first (what ``audit`` walks)."""
 
     def strikes_for(self, user: str, active_only: bool = True) -> list[StrikeRecord]: ...
+
+    def strike_event_ids(self) -> list[int]:
+        """The event every strike points at (the audit checks none is missing)."""
+
+    def moderator_key(self, key_id: str) -> ModeratorKeyRecord | None: ...
+    def moderator_keys(self) -> list[ModeratorKeyRecord]: ...
+
+
+class AdmissionStore(Protocol):
+    """Per-user limits every replica shares, and bearer tokens withdrawn early (auth.py)."""
+
     def admit(self, user: str, kind: str, limit: int, window_s: float = 60.0) -> None:
         """Count one admission, atomically; RateLimited past ``limit`` per window."""
 
-    # Bearer tokens withdrawn before they expire (auth.py)
     def token_revoked(self, jti: str) -> bool: ...
+
     def revoke_token(self, jti: str, user: str | None = None, reason: str = "",
                      expires_at: datetime | None = None) -> bool:
         """True when newly revoked."""
 
+
+class Store(VideoStore, SharingStore, DeletionStore, DecisionStore, ReportStore,
+            HashBankSource, ModerationStore, AdmissionStore, Protocol):
+    """Everything the service keeps: the roles above, joined."""
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
+
+    def close(self) -> None: ...
 
 
 class ModerationTx(Protocol):
@@ -312,9 +482,10 @@ class ModerationTx(Protocol):
 
         store.moderation() ──► BEGIN (SQLite: IMMEDIATE, so writers queue instead of failing)
           lock_video(id) ──► the row is locked (PostgreSQL: FOR UPDATE) until the end
-          read: unresolved_reports, bank_entry, active_bank_hashes
+          read: unresolved_reports, bank_entry, active_bank_hashes, reporters
           write: set_video_status, set_claim, set_reports, add_bank_entry,
-                 deactivate_bank_entries, add_strike, withdraw_strikes, add_event
+                 deactivate_bank_entries, add_strike, withdraw_strikes, add_event,
+                 add_moderator_key, revoke_moderator_keys
                  (add_event: the next link of the hash chain, signed by the tx's signer)
         leave the block ──► COMMIT; an exception ──► ROLLBACK (nothing happened)
 
@@ -327,12 +498,14 @@ class ModerationTx(Protocol):
     def lock_video(self, video_id: str) -> VideoRecord:
         """The video, locked for this transaction; NotFound if there is none."""
 
-    def set_video_status(self, video_id: str, status: str, reason: str = "") -> None: ...
+    def set_video_status(self, video_id: str, status: VideoStatus, reason: str = "") -> None:
+        """Takedown and restore: the only way a video's status changes."""
+
     def set_claim(self, video_id: str, moderator: str | None) -> None: ...
     def unresolved_reports(self, video_id: str) -> list[ReportRecord]: ...
 
     def set_reports(
-        self, report_ids: Sequence[str], status: str, resolution: str = "",
+        self, report_ids: Sequence[str], status: ReportStatus, resolution: str = "",
         moderator: str | None = None,
     ) -> None: ...
 
@@ -359,6 +532,8 @@ class ModerationTx(Protocol):
     def reporters(self, video_id: str) -> set[str]:
         """Everyone who ever reported the video (conflicts of interest)."""
 
-    def add_moderator_key(self, name: str, public_key: str, enrolment_sig: str
-                          ) -> ModeratorKeyRecord: ...
+    def add_moderator_key(self, key_id: str, name: str, public_key: str, enrolment_sig: str
+                          ) -> ModeratorKeyRecord:
+        """Enrol a key under ``key_id`` (moderators.key_id_of: the store does not derive
+        it, so it needs no cryptography)."""
     def revoke_moderator_keys(self, name: str) -> list[str]: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     JSON,
@@ -18,9 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from alive_service.store.interface import utcnow
+from alive_service.vocabulary import ReportStatus, VideoStatus
 
 
 class Base(DeclarativeBase):
@@ -31,7 +30,7 @@ class Video(Base):
     __tablename__ = "videos"
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     owner: Mapped[str] = mapped_column(String(128), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="ready")
+    status: Mapped[str] = mapped_column(String(16), default=VideoStatus.READY)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     caption: Mapped[str] = mapped_column(Text, default="")
     model_id: Mapped[str] = mapped_column(String(64))
@@ -53,7 +52,9 @@ class Video(Base):
     manifest_id: Mapped[str] = mapped_column(String(128), index=True)
     c2pa_state: Mapped[str] = mapped_column(String(16))
     signer: Mapped[str] = mapped_column(Text, default="")
-    safety: Mapped[dict] = mapped_column(JSON)
+    # Rows written before the decisions were linked once (no migration needed) hold a copy of
+    # them; newer rows hold {}: the decisions are safety_decisions rows with this video_id.
+    safety: Mapped[dict] = mapped_column(JSON, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -92,7 +93,7 @@ class Report(Base):
     reporter: Mapped[str] = mapped_column(String(128), index=True)
     reason: Mapped[str] = mapped_column(String(32))
     details: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open|escalated|resolved
+    status: Mapped[str] = mapped_column(String(16), default=ReportStatus.OPEN)
     resolution: Mapped[str] = mapped_column(String(16), default="")
     # Unused since 0002: a claim covers the whole video (videos.claimed_by).
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -7,11 +7,25 @@ import os
 import secrets
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import MISSING, fields
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, case, create_engine, delete, event, func, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    and_,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
@@ -22,7 +36,10 @@ from alive_service.store import schema
 from alive_service.store.blobs import BlobStore
 from alive_service.store.chain import GENESIS, SERVICE_KEY, event_hash
 from alive_service.store.interface import (
+    REPORTS_PER_HOUR,
     BankEntry,
+    BankHash,
+    BankVersion,
     Conflict,
     DecisionRecord,
     Deletion,
@@ -37,14 +54,12 @@ from alive_service.store.interface import (
     StrikeRecord,
     TakenDown,
     VideoRecord,
+    utcnow,
 )
-
-if TYPE_CHECKING:
-    from safety.hashing import BankMatch, MemoryHashBank
+from alive_service.vocabulary import EventAction, ReportStatus, VideoStatus
 
 T = TypeVar("T")
-
-REPORTS_PER_HOUR = 30
+R = TypeVar("R")
 
 
 def new_id(prefix: str = "") -> str:
@@ -99,37 +114,58 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8, pool_timeout=10)
 
 
-def _video(row: schema.Video) -> VideoRecord:
-    return VideoRecord(
-        id=row.id, owner=row.owner, status=row.status, status_reason=row.status_reason,
-        caption=row.caption, model_id=row.model_id, model_version=row.model_version,
-        model_sha256=row.model_sha256, params=dict(row.params), photo_sha256=row.photo_sha256,
-        photo_mime=row.photo_mime, pdq_hex=row.pdq_hex, width=row.width, height=row.height,
-        fps=row.fps, frames=row.frames, size_bytes=row.size_bytes, video_sha256=row.video_sha256,
-        manifest_id=row.manifest_id, c2pa_state=row.c2pa_state, signer=row.signer,
-        safety=dict(row.safety), faces=row.faces, idempotency_key=row.idempotency_key,
-        request_fingerprint=row.request_fingerprint, created_at=_aware(row.created_at),
-        claimed_by=row.claimed_by, claimed_at=_aware(row.claimed_at),
-        deleted_at=_aware(row.deleted_at), erased_at=_aware(row.erased_at),
-    )
+# -- rows <-> records: one mapping, driven by the record's fields ---------------------------
+# Each record type reads from the table of the same meaning; a record field is the column of
+# the same name. Adding a column to both is all a new field needs.
+_TABLES: dict[type, type[schema.Base]] = {
+    VideoRecord: schema.Video, DecisionRecord: schema.Decision, ReportRecord: schema.Report,
+    EventRecord: schema.Event, BankEntry: schema.BankEntry, StrikeRecord: schema.Strike,
+    ModeratorKeyRecord: schema.ModeratorKey,
+}
+_RECORDS = {table: record for record, table in _TABLES.items()}
 
 
-def _report(row: schema.Report) -> ReportRecord:
-    return ReportRecord(
-        id=row.id, video_id=row.video_id, reporter=row.reporter, reason=row.reason,
-        details=row.details, status=row.status, resolution=row.resolution,
-        created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),  # type: ignore[arg-type]
-        resolved_at=_aware(row.resolved_at), resolved_by=row.resolved_by,
-    )
+@cache
+def _fields(record: type) -> tuple[tuple[str, Callable[[], Any] | None], ...]:
+    """(name, default factory) of each field: a NULL column reads back as the factory's value
+    (EventRecord.data: {}), other NULLs as None."""
+    return tuple((f.name, None if f.default_factory is MISSING else f.default_factory)
+                 for f in fields(record))
 
 
-def _event(row: schema.Event) -> EventRecord:
-    return EventRecord(
-        id=row.id, video_id=row.video_id, report_id=row.report_id, actor=row.actor,
-        action=row.action, note=row.note, data=dict(row.data or {}),
-        created_at=_aware(row.created_at),  # type: ignore[arg-type]
-        prev_hash=row.prev_hash, hash=row.hash, key_id=row.key_id, signature=row.signature,
-    )
+def _value(value: Any) -> Any:
+    # SQLite returns naive datetimes (everything we write is UTC); JSON columns give the
+    # session's own objects, which a frozen record must not share.
+    if isinstance(value, datetime):
+        return _aware(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def _record(row: schema.Base) -> Any:
+    """The record a row reads as (the type follows from the table)."""
+    record = _RECORDS[type(row)]
+    values = {}
+    for name, factory in _fields(record):
+        value = getattr(row, name)
+        values[name] = factory() if value is None and factory is not None else _value(value)
+    return record(**values)
+
+
+def _records(rows: Iterator[Any] | Sequence[Any]) -> list[Any]:
+    return [_record(r) for r in rows]
+
+
+def _row(record: Any, **columns: Any) -> Any:
+    """A new row of the record's table: its fields, then ``columns`` (what the store
+    decides itself: ids, blob keys, timestamps) over them. None fields are left out, so
+    the table's defaults apply."""
+    values = {name: getattr(record, name) for name, _ in _fields(type(record))}
+    values.update(columns)
+    return _TABLES[type(record)](**{k: v for k, v in values.items() if v is not None})
 
 
 # Any constant: PostgreSQL transactions that append to the event log take it in turn.
@@ -176,32 +212,7 @@ def _may_see(owner: str, status: str, deleted: bool, user: str,
         return False
     if owner == user:
         return True
-    return status == "ready" and shared()
-
-
-def _moderator_key(row: schema.ModeratorKey) -> ModeratorKeyRecord:
-    return ModeratorKeyRecord(
-        key_id=row.key_id, name=row.name, public_key=row.public_key,
-        enrolled_at=_aware(row.enrolled_at),  # type: ignore[arg-type]
-        enrolment_sig=row.enrolment_sig, revoked_at=_aware(row.revoked_at),
-    )
-
-
-def _bank_entry(row: schema.BankEntry) -> BankEntry:
-    return BankEntry(
-        id=row.id, bank=row.bank, pdq_hex=row.pdq_hex, source=row.source, note=row.note,
-        active=row.active, created_at=_aware(row.created_at),  # type: ignore[arg-type]
-        video_id=row.video_id, added_by=row.added_by, removed_at=_aware(row.removed_at),
-        removed_by=row.removed_by,
-    )
-
-
-def _strike(row: schema.Strike) -> StrikeRecord:
-    return StrikeRecord(
-        id=row.id, user=row.user, video_id=row.video_id, event_id=row.event_id,
-        active=row.active, created_at=_aware(row.created_at),  # type: ignore[arg-type]
-        withdrawn_at=_aware(row.withdrawn_at),
-    )
+    return status == VideoStatus.READY and shared()
 
 
 class SqlStore:
@@ -215,7 +226,6 @@ class SqlStore:
             self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False
         )
         self.blobs = BlobStore(blob_dir, create=create_blobs)
-        self._bank_cache: tuple[tuple[int, int], MemoryHashBank, dict[str, str]] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
@@ -234,6 +244,17 @@ class SqlStore:
         with self._session() as session:
             return fn(session)
 
+    def _one(self, stmt: Select) -> Any:
+        """The record of the statement's one row, or None."""
+        def q(s: Session) -> Any:
+            row = s.scalar(stmt)
+            return None if row is None else _record(row)
+
+        return self._read(q)
+
+    def _all(self, stmt: Select) -> list[Any]:
+        return self._read(lambda s: _records(s.scalars(stmt)))
+
     def ping(self) -> None:
         self._read(lambda s: s.execute(text("SELECT 1")).scalar())
 
@@ -241,39 +262,26 @@ class SqlStore:
         self.engine.dispose()
 
     # -- videos -----------------------------------------------------------------------------
-    def add_video(self, video: VideoRecord, mp4: bytes, photo: bytes) -> VideoRecord:
+    def add_video(self, video: VideoRecord, mp4: bytes, photo: bytes,
+                  request_id: str | None = None) -> VideoRecord:
         # Blobs first: a row never points at bytes that are not there.
         try:
             video_blob = self.blobs.put(mp4)
             photo_blob = self.blobs.put(photo)
         except OSError as exc:
             raise StoreUnavailable(f"the blob store is unavailable: {exc}") from exc
-        row = schema.Video(
-            id=video.id, owner=video.owner, status=video.status, caption=video.caption,
-            model_id=video.model_id, model_version=video.model_version,
-            model_sha256=video.model_sha256, params=video.params,
-            photo_sha256=video.photo_sha256, photo_mime=video.photo_mime,
-            photo_blob=photo_blob, pdq_hex=video.pdq_hex, width=video.width,
-            height=video.height, fps=video.fps, frames=video.frames, faces=video.faces,
-            size_bytes=len(mp4), video_sha256=video_blob, video_blob=video_blob,
-            manifest_id=video.manifest_id, c2pa_state=video.c2pa_state, signer=video.signer,
-            safety=video.safety, idempotency_key=video.idempotency_key,
-            request_fingerprint=video.request_fingerprint,
-            created_at=video.created_at or schema.utcnow(),
-        )
+        row = _row(video, photo_blob=photo_blob, video_blob=video_blob, size_bytes=len(mp4),
+                   video_sha256=video_blob, created_at=video.created_at or utcnow(), safety={})
         try:
             with self._session(write=True) as session:
                 session.add(row)
                 session.flush()
-                stored = _video(row)
-                if video.safety:
-                    # The decisions of this request now point at the video they allowed.
-                    request_id = video.safety.get("request_id")
-                    if request_id:
-                        for decision in session.scalars(
-                            select(schema.Decision).where(schema.Decision.request_id == request_id)
-                        ):
-                            decision.video_id = video.id
+                stored = _record(row)
+                if request_id:
+                    # The request's decisions now point at the video they allowed.
+                    session.execute(update(schema.Decision)
+                                    .where(schema.Decision.request_id == request_id)
+                                    .values(video_id=video.id))
                 return stored
         except IntegrityError:
             if video.idempotency_key:
@@ -287,29 +295,14 @@ class SqlStore:
             raise
 
     def find_idempotent(self, owner: str, key: str) -> VideoRecord | None:
-        def q(s: Session) -> VideoRecord | None:
-            row = s.scalar(
-                select(schema.Video).where(
-                    schema.Video.owner == owner, schema.Video.idempotency_key == key
-                )
-            )
-            return _video(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.Video).where(schema.Video.owner == owner,
+                                                    schema.Video.idempotency_key == key))
 
     def get_video(self, video_id: str) -> VideoRecord | None:
-        def q(s: Session) -> VideoRecord | None:
-            row = s.get(schema.Video, video_id)
-            return _video(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.Video).where(schema.Video.id == video_id))
 
     def find_by_manifest(self, manifest_id: str) -> VideoRecord | None:
-        def q(s: Session) -> VideoRecord | None:
-            row = s.scalar(select(schema.Video).where(schema.Video.manifest_id == manifest_id))
-            return _video(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.Video).where(schema.Video.manifest_id == manifest_id))
 
     # -- who sees what ----------------------------------------------------------------------
     def visible_to(self, video: VideoRecord, user: str) -> bool:
@@ -323,7 +316,7 @@ class SqlStore:
         if limits is None:
             video = self.get_video(video_id)
             return video if video is not None and self.visible_to(video, user) else None
-        now = schema.utcnow()
+        now = utcnow()
         with self._session(write=True) as session:
             if session.get_bind().dialect.name == "postgresql":
                 # One lookup at a time per user, so the limits are exact across replicas.
@@ -361,19 +354,19 @@ class SqlStore:
                 row.owner, row.status, row.deleted_at is not None, user,
                 lambda: session.get(schema.VideoShare, (video_id, user)) is not None)
             session.add(lookups(user=user, missed=not visible, created_at=now))
-            return _video(row) if visible and row is not None else None
+            return _record(row) if visible and row is not None else None
 
     def share_video(
         self, video_id: str, owner: str, add: Sequence[str], remove: Sequence[str],
         max_shares: int,
     ) -> list[str]:
-        now = schema.utcnow()
+        now = utcnow()
         with self._session(write=True) as session:
             row = session.scalar(
                 select(schema.Video).where(schema.Video.id == video_id).with_for_update())
             if row is None or row.owner != owner:
                 raise NotFound(f"no video {video_id}")
-            if row.status != "ready":
+            if row.status != VideoStatus.READY:
                 raise TakenDown(f"video {video_id} was taken down after review and can no "
                                 "longer be shared")
             shares = schema.VideoShare
@@ -389,10 +382,6 @@ class SqlStore:
             if len(present) > max_shares:
                 raise Conflict(f"a video may be shared with at most {max_shares} users")
             return sorted(present)
-
-    def shared_with(self, video_id: str) -> list[str]:
-        return self._read(lambda s: sorted(s.scalars(
-            select(schema.VideoShare.user).where(schema.VideoShare.video_id == video_id))))
 
     def read_mp4(self, video: VideoRecord) -> bytes:
         def q(s: Session) -> str:
@@ -417,36 +406,22 @@ class SqlStore:
             raise NotFound(f"video {video_id}'s photo was erased at its owner's request")
         return self.blobs.get(key)
 
-    def set_video_status(self, video_id: str, status: str, reason: str = "") -> None:
-        def q(s: Session) -> None:
-            row = s.get(schema.Video, video_id)
-            if row is None:
-                raise NotFound(video_id)
-            row.status = status
-            row.status_reason = reason
-
-        with self._session(write=True) as session:
-            q(session)
-
     # -- owners list and delete their videos -----------------------------------------------
     def list_videos(self, owner: str, limit: int,
                     before: tuple[datetime, str] | None = None) -> list[VideoRecord]:
-        def q(s: Session) -> list[VideoRecord]:
-            video = schema.Video
-            stmt = (
-                select(video)
-                .where(video.owner == owner, video.deleted_at.is_(None),
-                       video.status != "taken_down")
-                .order_by(video.created_at.desc(), video.id.desc())
-                .limit(limit)
-            )
-            if before is not None:
-                at, video_id = before
-                stmt = stmt.where(or_(video.created_at < at,
-                                      and_(video.created_at == at, video.id < video_id)))
-            return [_video(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        video = schema.Video
+        stmt = (
+            select(video)
+            .where(video.owner == owner, video.deleted_at.is_(None),
+                   video.status != VideoStatus.TAKEN_DOWN)
+            .order_by(video.created_at.desc(), video.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            at, video_id = before
+            stmt = stmt.where(or_(video.created_at < at,
+                                  and_(video.created_at == at, video.id < video_id)))
+        return self._all(stmt)
 
     def delete_video(self, video_id: str, owner: str) -> Deletion:
         with self._session(write=True) as session:
@@ -456,7 +431,7 @@ class SqlStore:
             # Someone else's video is "not found" too: deleting must not reveal it exists.
             if row is None or row.owner != owner or row.deleted_at is not None:
                 raise NotFound(f"no video {video_id}")
-            now = schema.utcnow()
+            now = utcnow()
             hold = self._hold(session, row)
             row.deleted_at = now
             # A retry with the old idempotency key must make a new video, not find this one.
@@ -465,8 +440,8 @@ class SqlStore:
             row.caption = ""
             erase = [] if hold else self._erase(session, row, now)
             event_row = _append_event(
-                session, None, now, owner, "owner_delete", "deleted by its owner", video_id,
-                None, {"hold": hold, "erased": not hold}, key_id=SERVICE_KEY,
+                session, None, now, owner, EventAction.OWNER_DELETE, "deleted by its owner",
+                video_id, None, {"hold": hold, "erased": not hold}, key_id=SERVICE_KEY,
             )
             deletion = Deletion(video_id, now, hold, event_row.id)
         self._unlink(erase)  # after the commit: a rollback must not lose bytes
@@ -481,10 +456,10 @@ class SqlStore:
                 return False
             if self._hold(session, row):
                 return False
-            now = schema.utcnow()
+            now = utcnow()
             erase = self._erase(session, row, now)
             _append_event(
-                session, None, now, actor, "hold_released",
+                session, None, now, actor, EventAction.HOLD_RELEASED,
                 "the review ended; the deleted video's media were erased", video_id, None,
                 {"erased": True}, key_id=SERVICE_KEY,
             )
@@ -494,11 +469,11 @@ class SqlStore:
     @staticmethod
     def _hold(session: Session, row: schema.Video) -> str:
         """Why a deleted video's media must stay: "takedown", "review" or "" (nothing)."""
-        if row.status == "taken_down":
+        if row.status == VideoStatus.TAKEN_DOWN:
             return "takedown"
         unresolved = session.scalar(
             select(func.count()).select_from(schema.Report).where(
-                schema.Report.video_id == row.id, schema.Report.status != "resolved")
+                schema.Report.video_id == row.id, schema.Report.status != ReportStatus.RESOLVED)
         )
         return "review" if unresolved else ""
 
@@ -528,42 +503,19 @@ class SqlStore:
     def record_decision(self, decision: DecisionRecord) -> str:
         decision_id = decision.id or new_id("d_")
         with self._session(write=True) as session:
-            session.add(
-                schema.Decision(
-                    id=decision_id, request_id=decision.request_id, user=decision.user,
-                    stage=decision.stage, verdict=decision.verdict, category=decision.category,
-                    policy_version=decision.policy_version, checks=decision.checks,
-                    photo_sha256=decision.photo_sha256, pdq_hex=decision.pdq_hex,
-                    video_id=decision.video_id,
-                )
-            )
+            session.add(_row(decision, id=decision_id))
         return decision_id
 
-    def decisions_for(self, request_id: str) -> Sequence[DecisionRecord]:
-        def q(s: Session) -> list[DecisionRecord]:
-            rows = s.scalars(
-                select(schema.Decision)
-                .where(schema.Decision.request_id == request_id)
-                .order_by(schema.Decision.created_at)
-            )
-            return [
-                DecisionRecord(
-                    id=r.id, request_id=r.request_id, user=r.user, stage=r.stage,
-                    verdict=r.verdict, category=r.category, policy_version=r.policy_version,
-                    checks=list(r.checks), photo_sha256=r.photo_sha256, pdq_hex=r.pdq_hex,
-                    video_id=r.video_id, created_at=_aware(r.created_at),
-                )
-                for r in rows
-            ]
-
-        return self._read(q)
+    def decisions_for_video(self, video_id: str) -> list[DecisionRecord]:
+        return self._all(select(schema.Decision).where(schema.Decision.video_id == video_id)
+                         .order_by(schema.Decision.created_at))
 
     def admit(self, user: str, kind: str, limit: int, window_s: float = 60.0) -> None:
         """Record one admission of ``kind`` for ``user``, or raise RateLimited when ``limit``
         were admitted in the last ``window_s``. Count and insert are one transaction that
         first updates the user's lock row, so concurrent requests (on any replica) queue
         behind each other instead of all reading the same count."""
-        now = datetime.now(UTC)
+        now = utcnow()
         since = now - timedelta(seconds=window_s)
         upsert = (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(
             schema.AdmissionLock).values(user=user, kind=kind, admitted=1)
@@ -604,7 +556,7 @@ class SqlStore:
         limit_per_hour: int | None = REPORTS_PER_HOUR,
     ) -> tuple[ReportRecord, bool]:
         """limit_per_hour=None: the service's own flags, which no user rate limit applies to."""
-        now = schema.utcnow()
+        now = utcnow()
         for attempt in range(3):
             try:
                 with self._session(write=True) as session:
@@ -631,7 +583,7 @@ class SqlStore:
                     video = session.get(schema.Video, video_id)
                     if video is None:
                         raise NotFound(f"no video {video_id}")
-                    if video.status == "taken_down":
+                    if video.status == VideoStatus.TAKEN_DOWN:
                         raise TakenDown(f"video {video_id} was taken down")
                     session.add(schema.ReportSubmission(reporter=reporter, created_at=now))
                     row = session.scalar(
@@ -643,18 +595,18 @@ class SqlStore:
                     if row is None:
                         row = schema.Report(
                             id=new_id("r_"), video_id=video_id, reporter=reporter,
-                            reason=reason, details=details, status="open",
+                            reason=reason, details=details, status=ReportStatus.OPEN,
                             created_at=now, updated_at=now,
                         )
                         session.add(row)
                     else:
                         row.reason, row.details, row.updated_at = reason, details, now
-                        if row.status == "resolved":
+                        if row.status == ReportStatus.RESOLVED:
                             # A fresh report after a decision reopens it for review.
-                            row.status, row.resolution, row.resolved_at = "open", "", None
-                            row.resolved_by = None
+                            row.status, row.resolution = ReportStatus.OPEN, ""
+                            row.resolved_at = row.resolved_by = None
                     session.flush()
-                    return _report(row), updated
+                    return _record(row), updated
             except IntegrityError:
                 # Two concurrent first reports by the same user: the loser retries as an update.
                 if attempt == 2:
@@ -662,91 +614,52 @@ class SqlStore:
         raise AssertionError("unreachable")
 
     def reports_for(self, video_id: str) -> Sequence[ReportRecord]:
-        def q(s: Session) -> list[ReportRecord]:
-            rows = s.scalars(
-                select(schema.Report)
-                .where(schema.Report.video_id == video_id)
-                .order_by(schema.Report.created_at)
-            )
-            return [_report(r) for r in rows]
-
-        return self._read(q)
+        return self.list_reports(video_id=video_id)
 
     def get_report(self, report_id: str) -> ReportRecord | None:
-        def q(s: Session) -> ReportRecord | None:
-            row = s.get(schema.Report, report_id)
-            return _report(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.Report).where(schema.Report.id == report_id))
 
     # -- hash banks -------------------------------------------------------------------------
-    def nearest(self, pdq_hex: str, max_distance: int) -> BankMatch | None:
-        from safety.hashing import BankMatch
-
-        bank, bank_of = self._active_bank()
-        match = bank.nearest(pdq_hex, max_distance) if bank_of else None
-        if match is None:
-            return None
-        return BankMatch(bank_of[match.entry_id], match.entry_id, match.hash_hex, match.distance)
-
-    def _active_bank(self) -> tuple[MemoryHashBank, dict[str, str]]:
-        """The active entries as a matching engine, rebuilt only when they changed.
-
-        Rows are only ever added or deactivated (never deleted, never reactivated), so the
-        pair (all rows, active rows) changes with every change of the active set. Checking
-        it on every call keeps a takedown made through any replica effective at once, while
-        a 10k-entry bank is not re-read and re-parsed for every photo.
-        """
-        # Imported here: numpy and OpenCV stay out of light clients such as alive-mod.
-        from safety.hashing import MemoryHashBank
-
+    def active_hashes(self, known: BankVersion | None = None
+                      ) -> tuple[BankVersion, list[BankHash] | None]:
+        """Rows are only ever added or deactivated (never deleted, never reactivated), so the
+        pair (all rows, active rows) changes with every change of the active set: a cheap
+        version to check on every match, read in the same transaction as the entries."""
         active = schema.BankEntry.active.is_(True)
 
-        cached = self._bank_cache  # this call's snapshot, whatever other threads do
-
-        def q(s: Session) -> tuple[tuple[int, int], list[tuple[str, str, str]]]:
+        def q(s: Session) -> tuple[BankVersion, list[BankHash] | None]:
             total, live = s.execute(
                 select(func.count(), func.coalesce(func.sum(case((active, 1), else_=0)), 0))
                 .select_from(schema.BankEntry)
             ).one()
-            key = (int(total), int(live))
-            if cached is not None and cached[0] == key:
-                return key, []
+            version = (int(total), int(live))
+            if version == known:
+                return version, None
             rows = s.execute(
                 select(schema.BankEntry.id, schema.BankEntry.bank, schema.BankEntry.pdq_hex)
                 .where(active)
             ).all()
-            return key, [(r.id, r.bank, r.pdq_hex) for r in rows]
+            return version, [BankHash(r.id, r.bank, r.pdq_hex) for r in rows]
 
-        key, rows = self._read(q)
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        bank = MemoryHashBank("db", [(entry_id, h) for entry_id, _, h in rows])
-        bank_of = {entry_id: name for entry_id, name, _ in rows}
-        # One tuple swap: readers on other threads see the old bank or the new, never half.
-        self._bank_cache = (key, bank, bank_of)
-        return bank, bank_of
+        return self._read(q)
 
     def add_bank_entry(self, bank: str, pdq_hex: str, source: str, note: str = "") -> BankEntry:
         with self._session(write=True) as session:
             row = schema.BankEntry(
                 id=new_id("h_"), bank=bank, pdq_hex=pdq_hex.lower(), source=source, note=note,
-                active=True, created_at=schema.utcnow(),
+                active=True, created_at=utcnow(),
             )
             session.add(row)
             session.flush()
-            return _bank_entry(row)
+            return _record(row)
 
     def bank_entries(self, bank: str | None = None, active_only: bool = True) -> list[BankEntry]:
-        def q(s: Session) -> list[BankEntry]:
-            stmt = select(schema.BankEntry).order_by(schema.BankEntry.created_at)
-            if bank:
-                stmt = stmt.where(schema.BankEntry.bank == bank)
-            if active_only:
-                stmt = stmt.where(schema.BankEntry.active.is_(True))
-            return [_bank_entry(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        stmt = select(schema.BankEntry).order_by(schema.BankEntry.created_at)
+        if bank:
+            stmt = stmt.where(schema.BankEntry.bank == bank)
+        if active_only:
+            stmt = stmt.where(schema.BankEntry.active.is_(True))
+        return self._all(stmt)
 
     # -- moderation events ------------------------------------------------------------------
     def add_event(
@@ -754,60 +667,41 @@ class SqlStore:
         report_id: str | None = None, data: dict | None = None,
     ) -> EventRecord:
         with self._session(write=True) as session:
-            return _event(_append_event(session, None, schema.utcnow(), actor, action, note,
+            return _record(_append_event(session, None, utcnow(), actor, action, note,
                                         video_id, report_id, data))
 
     def events_for(self, video_id: str) -> Sequence[EventRecord]:
-        def q(s: Session) -> list[EventRecord]:
-            rows = s.scalars(
-                select(schema.Event)
-                .where(schema.Event.video_id == video_id)
-                .order_by(schema.Event.id)
-            )
-            return [_event(r) for r in rows]
-
-        return self._read(q)
+        return self._all(select(schema.Event).where(schema.Event.video_id == video_id)
+                         .order_by(schema.Event.id))
 
     def events(
         self, video_id: str | None = None, actor: str | None = None, limit: int | None = None
     ) -> list[EventRecord]:
-        """The moderation history, newest first."""
-
-        def q(s: Session) -> list[EventRecord]:
-            stmt = select(schema.Event).order_by(schema.Event.id.desc())
-            if video_id is not None:
-                stmt = stmt.where(schema.Event.video_id == video_id)
-            if actor is not None:
-                stmt = stmt.where(schema.Event.actor == actor)
-            if limit is not None:
-                stmt = stmt.limit(limit)
-            return [_event(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        stmt = select(schema.Event).order_by(schema.Event.id.desc())
+        if video_id is not None:
+            stmt = stmt.where(schema.Event.video_id == video_id)
+        if actor is not None:
+            stmt = stmt.where(schema.Event.actor == actor)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self._all(stmt)
 
     # -- moderation -------------------------------------------------------------------------
     def list_reports(
         self, statuses: Collection[str] | None = None, video_id: str | None = None
     ) -> list[ReportRecord]:
-        def q(s: Session) -> list[ReportRecord]:
-            stmt = select(schema.Report).order_by(schema.Report.created_at)
-            if statuses is not None:
-                stmt = stmt.where(schema.Report.status.in_(list(statuses)))
-            if video_id is not None:
-                stmt = stmt.where(schema.Report.video_id == video_id)
-            return [_report(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        stmt = select(schema.Report).order_by(schema.Report.created_at)
+        if statuses is not None:
+            stmt = stmt.where(schema.Report.status.in_(list(statuses)))
+        if video_id is not None:
+            stmt = stmt.where(schema.Report.video_id == video_id)
+        return self._all(stmt)
 
     def videos_by_id(self, video_ids: Collection[str]) -> dict[str, VideoRecord]:
         if not video_ids:
             return {}
-
-        def q(s: Session) -> dict[str, VideoRecord]:
-            rows = s.scalars(select(schema.Video).where(schema.Video.id.in_(list(video_ids))))
-            return {r.id: _video(r) for r in rows}
-
-        return self._read(q)
+        videos = self._all(select(schema.Video).where(schema.Video.id.in_(list(video_ids))))
+        return {v.id: v for v in videos}
 
     def count_videos(self, status: str | None = None) -> int:
         def q(s: Session) -> int:
@@ -828,57 +722,36 @@ class SqlStore:
                 if session.get(schema.RevokedToken, jti) is not None:
                     return False
                 session.add(schema.RevokedToken(jti=jti, user=user, reason=reason,
-                                                revoked_at=schema.utcnow(),
+                                                revoked_at=utcnow(),
                                                 expires_at=expires_at))
                 return True
         except IntegrityError:  # revoked at the same moment elsewhere
             return False
 
     def strikes_for(self, user: str, active_only: bool = True) -> list[StrikeRecord]:
-        def q(s: Session) -> list[StrikeRecord]:
-            stmt = select(schema.Strike).where(schema.Strike.user == user)
-            if active_only:
-                stmt = stmt.where(schema.Strike.active.is_(True))
-            return [_strike(r) for r in s.scalars(stmt.order_by(schema.Strike.id))]
-
-        return self._read(q)
+        stmt = select(schema.Strike).where(schema.Strike.user == user)
+        if active_only:
+            stmt = stmt.where(schema.Strike.active.is_(True))
+        return self._all(stmt.order_by(schema.Strike.id))
 
     def bank_entry(self, entry_id: str) -> BankEntry | None:
-        def q(s: Session) -> BankEntry | None:
-            row = s.get(schema.BankEntry, entry_id)
-            return _bank_entry(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.BankEntry).where(schema.BankEntry.id == entry_id))
 
     def bank_entries_for_video(self, video_id: str) -> list[BankEntry]:
-        def q(s: Session) -> list[BankEntry]:
-            stmt = (
-                select(schema.BankEntry)
-                .where(schema.BankEntry.video_id == video_id)
-                .order_by(schema.BankEntry.created_at)
-            )
-            return [_bank_entry(r) for r in s.scalars(stmt)]
-
-        return self._read(q)
+        return self._all(select(schema.BankEntry).where(schema.BankEntry.video_id == video_id)
+                         .order_by(schema.BankEntry.created_at))
 
     def event_log(self) -> list[EventRecord]:
-        """Every moderation event, oldest first (what ``audit verify`` walks)."""
-        return self._read(lambda s: [_event(r) for r in s.scalars(
-            select(schema.Event).order_by(schema.Event.id))])
+        return self._all(select(schema.Event).order_by(schema.Event.id))
 
     def strike_event_ids(self) -> list[int]:
         return self._read(lambda s: list(s.scalars(select(schema.Strike.event_id))))
 
     def moderator_key(self, key_id: str) -> ModeratorKeyRecord | None:
-        def q(s: Session) -> ModeratorKeyRecord | None:
-            row = s.get(schema.ModeratorKey, key_id)
-            return _moderator_key(row) if row else None
-
-        return self._read(q)
+        return self._one(select(schema.ModeratorKey).where(schema.ModeratorKey.key_id == key_id))
 
     def moderator_keys(self) -> list[ModeratorKeyRecord]:
-        return self._read(lambda s: [_moderator_key(r) for r in s.scalars(
-            select(schema.ModeratorKey).order_by(schema.ModeratorKey.enrolled_at))])
+        return self._all(select(schema.ModeratorKey).order_by(schema.ModeratorKey.enrolled_at))
 
     @contextmanager
     def moderation(self, now: datetime | None = None, signer: EventSigner | None = None
@@ -886,7 +759,7 @@ class SqlStore:
         """One moderator action: see ``ModerationTx`` for the life cycle. ``signer`` signs
         the events it appends."""
         with self._session(write=True) as session:
-            yield SqlModerationTx(session, now or schema.utcnow(), signer)
+            yield SqlModerationTx(session, now or utcnow(), signer)
 
 
 class SqlModerationTx:
@@ -907,9 +780,9 @@ class SqlModerationTx:
         return row
 
     def lock_video(self, video_id: str) -> VideoRecord:
-        return _video(self._video_row(video_id))
+        return _record(self._video_row(video_id))
 
-    def set_video_status(self, video_id: str, status: str, reason: str = "") -> None:
+    def set_video_status(self, video_id: str, status: VideoStatus, reason: str = "") -> None:
         row = self._video_row(video_id)
         row.status, row.status_reason = status, reason
 
@@ -921,11 +794,12 @@ class SqlModerationTx:
     def unresolved_reports(self, video_id: str) -> list[ReportRecord]:
         rows = self.session.scalars(
             select(schema.Report)
-            .where(schema.Report.video_id == video_id, schema.Report.status != "resolved")
+            .where(schema.Report.video_id == video_id,
+                   schema.Report.status != ReportStatus.RESOLVED)
             .order_by(schema.Report.created_at)
             .with_for_update()
         )
-        return [_report(r) for r in rows]
+        return _records(rows)
 
     def set_reports(
         self, report_ids: Sequence[str], status: str, resolution: str = "",
@@ -933,7 +807,7 @@ class SqlModerationTx:
     ) -> None:
         if not report_ids:
             return
-        resolved = status == "resolved"
+        resolved = status == ReportStatus.RESOLVED
         self.session.execute(
             update(schema.Report)
             .where(schema.Report.id.in_(list(report_ids)))
@@ -948,7 +822,7 @@ class SqlModerationTx:
         self, actor: str, action: str, note: str = "", video_id: str | None = None,
         report_id: str | None = None, data: dict | None = None,
     ) -> EventRecord:
-        return _event(_append_event(self.session, self.signer, self.now, actor, action, note,
+        return _record(_append_event(self.session, self.signer, self.now, actor, action, note,
                                     video_id, report_id, data))
 
     def add_bank_entry(
@@ -961,13 +835,13 @@ class SqlModerationTx:
         )
         self.session.add(row)
         self.session.flush()
-        return _bank_entry(row)
+        return _record(row)
 
     def bank_entry(self, entry_id: str) -> BankEntry | None:
         row = self.session.scalar(
             select(schema.BankEntry).where(schema.BankEntry.id == entry_id).with_for_update()
         )
-        return _bank_entry(row) if row else None
+        return _record(row) if row else None
 
     def active_bank_hashes(self, bank: str) -> set[str]:
         return set(
@@ -992,7 +866,7 @@ class SqlModerationTx:
         for row in rows:
             row.active, row.removed_at, row.removed_by = False, self.now, moderator
         self.session.flush()
-        return [_bank_entry(r) for r in rows]
+        return _records(rows)
 
     def add_strike(self, user: str, video_id: str, event_id: int) -> StrikeRecord:
         row = schema.Strike(
@@ -1000,7 +874,7 @@ class SqlModerationTx:
         )
         self.session.add(row)
         self.session.flush()
-        return _strike(row)
+        return _record(row)
 
     def withdraw_strikes(self, video_id: str) -> list[StrikeRecord]:
         rows = list(
@@ -1013,23 +887,21 @@ class SqlModerationTx:
         for row in rows:
             row.active, row.withdrawn_at = False, self.now
         self.session.flush()
-        return [_strike(r) for r in rows]
+        return _records(rows)
 
 
     def reporters(self, video_id: str) -> set[str]:
         return set(self.session.scalars(
             select(schema.Report.reporter).where(schema.Report.video_id == video_id)))
 
-    def add_moderator_key(self, name: str, public_key: str, enrolment_sig: str
+    def add_moderator_key(self, key_id: str, name: str, public_key: str, enrolment_sig: str
                           ) -> ModeratorKeyRecord:
-        from alive_service.moderators import key_id_of
-
-        row = schema.ModeratorKey(key_id=key_id_of(public_key), name=name,
+        row = schema.ModeratorKey(key_id=key_id, name=name,
                                   public_key=public_key, enrolled_at=self.now,
                                   enrolment_sig=enrolment_sig)
         self.session.add(row)
         self.session.flush()
-        return _moderator_key(row)
+        return _record(row)
 
     def revoke_moderator_keys(self, name: str) -> list[str]:
         rows = list(self.session.scalars(
