@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alive_service.client import AliveClient
 from alive_service.rpc import error_info, pb
 from tools.harness import ServerProcess
+from tools.load import synthetic_mp4
 
 pytestmark = pytest.mark.integration
 
@@ -44,25 +42,6 @@ def alices_video(server: ServerProcess, landscape_jpeg: bytes) -> tuple[pb.Video
     return made.info, made.mp4
 
 
-def plain_mp4(width: int, height: int, frames: int) -> bytes:
-    """An unsigned, unmarked H.264 MP4 (noise, so nothing reads as a watermark)."""
-    buffer = io.BytesIO()
-    rng = np.random.default_rng(7)
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "40"}
-        for index in range(frames):
-            planes = rng.integers(0, 255, (height * 3 // 2, width), dtype=np.uint8)
-            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buffer.getvalue()
-
-
 def top_level_boxes(data: bytes) -> Iterator[tuple[bytes, bytes]]:
     offset = 0
     while offset + 8 <= len(data):
@@ -87,12 +66,12 @@ def serving(addr: str) -> bool:
 def test_a_video_beyond_the_resolution_cap_is_refused_before_it_is_decoded(
     server: ServerProcess,
 ) -> None:
-    huge = plain_mp4(4096, 2304, 2)  # 9.4 Mpx a frame; the default cap is 4K UHD (8.3 Mpx)
+    huge = synthetic_mp4(4096, 2304, 2)  # 9.4 Mpx a frame; the default cap is 4K UHD (8.3 Mpx)
     with AliveClient(server.addr, token=server.token("hugo")) as client:
         code, reason = refused(lambda: client.verify(huge))
         assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "VIDEO_TOO_LARGE")
         # Within the cap it is read as usual.
-        reply = client.verify(plain_mp4(320, 240, 8))
+        reply = client.verify(synthetic_mp4(320, 240, 8))
     assert reply.validation_state == "Absent" and not reply.record_found
     assert serving(server.addr)
 
@@ -111,7 +90,7 @@ def test_verify_video_waits_for_the_same_admission_as_animate(
     try:
         assert started.wait(120)
         with AliveClient(server.addr, token=server.token("vera")) as client:
-            code, reason = refused(lambda: client.verify(plain_mp4(320, 240, 8)))
+            code, reason = refused(lambda: client.verify(synthetic_mp4(320, 240, 8)))
         # One worker, no queue: the verification is refused like a second Animate would be.
         assert (code, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "AT_CAPACITY")
     finally:
@@ -119,7 +98,7 @@ def test_verify_video_waits_for_the_same_admission_as_animate(
 
 
 def test_one_user_may_verify_only_so_many_videos_a_minute(server: ServerProcess) -> None:
-    small = plain_mp4(160, 120, 4)
+    small = synthetic_mp4(160, 120, 4)
     with AliveClient(server.addr, token=server.token("flooder")) as client:
         for _ in range(VERIFIES_PER_MINUTE):
             client.verify(small)
@@ -143,7 +122,7 @@ def test_a_forged_manifest_reusing_a_real_id_names_no_record(
     # binding, no watermark in the pixels.
     manifest_box = next(box for kind, box in top_level_boxes(mp4)
                         if kind == b"uuid" and box[8:24] == C2PA_UUID)
-    forged = plain_mp4(320, 240, 8) + manifest_box
+    forged = synthetic_mp4(320, 240, 8) + manifest_box
     with AliveClient(server.addr, token=server.token("alice")) as client:
         reply = client.verify(forged)
     assert reply.manifest_present and reply.manifest_id == info.provenance.manifest_id

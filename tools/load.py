@@ -100,25 +100,32 @@ def rss_mb(pid: int) -> float:
 HOSTILE_P95_RATIO = 1.5
 
 
-def eight_k_mp4() -> bytes:
-    """A two-frame 7680x4320 MP4 (~100 kB): cheap to send, ~10 s of CPU to decode."""
+def synthetic_mp4(width: int, height: int, frames: int, noise: bool = True) -> bytes:
+    """An unsigned, unmarked H.264 MP4: noise (nothing reads as a watermark), or black
+    (cheap to send whatever its size)."""
     import av
 
     buffer = io.BytesIO()
-    width, height = 7680, 4320
+    rng = np.random.default_rng(7)
+    black = np.zeros((height * 3 // 2, width), np.uint8)
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=24)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "40"}
-        frame = av.VideoFrame.from_ndarray(np.zeros((height * 3 // 2, width), np.uint8),
-                                           format="yuv420p")
-        for index in range(2):
+        for index in range(frames):
+            planes = rng.integers(0, 255, black.shape, dtype=np.uint8) if noise else black
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
             frame.pts = index
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+def eight_k_mp4() -> bytes:
+    """A two-frame 7680x4320 MP4 (~100 kB): cheap to send, ~10 s of CPU to decode."""
+    return synthetic_mp4(7680, 4320, 2, noise=False)
 
 
 class Hostile:
