@@ -25,7 +25,7 @@ RULES_FILE = Path(__file__).parent / "data" / "caption_rules.toml"
 HEADS_FILE = "caption_heads.npz"
 PERSON_FILE = "person_head.npz"
 PUBLIC_FIGURE = "public_figure"
-HARM_FILE = "harm_head.npz"
+HARM_FILE = "harm_svm.npz"
 HARMFUL = "harmful"
 # Captions longer than this many words are also scored clause by clause.
 _CLAUSE_WORDS = 12
@@ -108,6 +108,52 @@ class CaptionHeads:
         return 1.0 / (1.0 + np.exp(-z))
 
 
+@dataclass(frozen=True)
+class KernelHead:
+    """The pooled harmful-vs-benign head: an RBF-kernel SVM over standardised e5 embeddings
+    (trained at build), its decision value squashed to (0, 1). Trigger words ("killer
+    sunset", "shoot the video") sit in the same direction as real harm, so no single linear
+    cut separates them; the kernel keeps them apart. Grouped cross-validation on the train
+    split: ROC AUC 0.967 (logistic) -> 0.985, harmful caught at 3% benign 78% -> 89%."""
+
+    support: np.ndarray  # (S, 384) standardised support vectors
+    dual: np.ndarray  # (S,) dual coefficients (sign = class)
+    intercept: float
+    gamma: float
+    mean: np.ndarray  # (384,) feature standardisation
+    std: np.ndarray
+
+    @classmethod
+    def load(cls, model_dir: Path, name: str = HARM_FILE) -> KernelHead:
+        with np.load(Path(model_dir) / name) as z:
+            return cls(
+                z["support"], z["dual"], float(z["intercept"]), float(z["gamma"]), z["mean"],
+                z["std"],
+            )
+
+    def save(self, model_dir: Path, name: str = HARM_FILE) -> None:
+        np.savez(
+            Path(model_dir) / name,
+            support=self.support.astype(np.float32),
+            dual=self.dual.astype(np.float32),
+            intercept=np.float32(self.intercept),
+            gamma=np.float32(self.gamma),
+            mean=self.mean.astype(np.float32),
+            std=self.std.astype(np.float32),
+        )
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, 1) scores in (0, 1): the logistic of the SVM decision value."""
+        x = (embeddings - self.mean) / self.std
+        d2 = (
+            (x * x).sum(axis=1)[:, None]
+            - 2.0 * x @ self.support.T
+            + (self.support * self.support).sum(axis=1)[None, :]
+        )
+        z = np.exp(-self.gamma * np.maximum(d2, 0.0)) @ self.dual + self.intercept
+        return (1.0 / (1.0 + np.exp(-z)))[:, None]
+
+
 def semantic_result(probs: dict[str, float], harm: float, policy: Policy) -> CheckResult:
     """Categories whose head reaches its threshold; and when none does but the pooled
     harmful-vs-benign head reaches ``harmful_threshold``, the likeliest category. The pooled
@@ -152,7 +198,7 @@ class CaptionChecker:
         self.embed = Embedder(model_dir, threads)
         self.heads = CaptionHeads.load(model_dir)
         self.person = CaptionHeads.load(model_dir, PERSON_FILE)
-        self.harm = CaptionHeads.load(model_dir, HARM_FILE)
+        self.harm = KernelHead.load(model_dir)
         self.profanity = ProfanityModel()
         for c in self.heads.categories:
             policy.category(c)  # fail at start, not per request, if the policy lacks one
@@ -179,7 +225,7 @@ class CaptionChecker:
         text: str,
         embeddings: np.ndarray,
         heads: CaptionHeads | None = None,
-        harm: CaptionHeads | None = None,
+        harm: KernelHead | None = None,
     ) -> tuple[CheckResult, ...]:
         """All caption checks given the e5 embeddings of ``self.pieces(text)`` (the first is
         the whole readable caption). ``heads`` / ``harm`` default to the built ones; evaluation

@@ -25,7 +25,7 @@ def test_held_out_split_meets_the_blocking_targets(captions: CaptionChecker) -> 
     report = evaluate(load_captions(EVAL_FILE), lambda t: check(captions, t))
     assert report.harmful >= 100 and report.benign >= 90
     assert report.harmful_blocked >= 0.95, report.misses
-    # 3.9% with the multilingual model at grouped-CV thresholds (was <= 3% with MiniLM).
+    # 2.0% with the kernel harmful head at grouped-CV thresholds (3.9% with the linear one).
     assert report.benign_blocked <= 0.05, report.false_blocks
     for category in report.categories:
         assert category.blocked >= 0.8, category  # a floor: no category may collapse
