@@ -27,8 +27,17 @@ PERSON_FILE = "person_head.npz"
 PUBLIC_FIGURE = "public_figure"
 HARM_FILE = "harm_svm.npz"
 HARMFUL = "harmful"
-# Captions longer than this many words are also scored clause by clause.
+# Captions longer than this many words (or characters, for scripts without spaces) are also
+# scored clause by clause.
 _CLAUSE_WORDS = 12
+_CLAUSE_CHARS = 80
+# A long caption's whole reading is read up to this many tokens (its clauses cover the rest):
+# 500 characters are ~125 tokens, and the encoder's time grows with them.
+WHOLE_TOKENS = 64
+
+
+def _long(reading: str) -> bool:
+    return len(reading.split()) > _CLAUSE_WORDS or len(reading) > _CLAUSE_CHARS
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,13 @@ class CaptionChecker:
         self.person = CaptionHeads.load(model_dir, PERSON_FILE)
         self.harm = KernelHead.load(model_dir)
         self.profanity = ProfanityModel()
+        # The kernel head's (pieces x 1000 support vectors) product is big enough for
+        # OpenBLAS to start its own threads: on a loaded machine waiting for them cost 8-20 ms
+        # of wall time for 0.2 ms of work. Held to the checker's thread budget instead.
+        from threadpoolctl import ThreadpoolController
+
+        self._blas = ThreadpoolController()
+        self._threads = max(1, threads)
         for c in self.heads.categories:
             policy.category(c)  # fail at start, not per request, if the policy lacks one
 
@@ -209,16 +225,28 @@ class CaptionChecker:
         out: list[str] = []
         for reading in model_readings(text):
             out.append(reading)
-            if len(reading.split()) > _CLAUSE_WORDS:
+            if _long(reading):
                 out.extend(clauses(reading))
         return list(dict.fromkeys(out))
+
+    def caps(self, text: str, pieces: list[str]) -> list[int | None]:
+        """Token caps for ``pieces``: a whole reading that has clauses is read up to
+        WHOLE_TOKENS (its clauses cover every word past the cap, and the heads were trained
+        on captions shorter than that); everything else is read whole."""
+        covered = {r for r in model_readings(text) if _long(r) and clauses(r)}
+        return [WHOLE_TOKENS if p in covered else None for p in pieces]
+
+    def embed_pieces(self, text: str) -> np.ndarray:
+        """The e5 embeddings of ``self.pieces(text)``, in that order."""
+        pieces = self.pieces(text)
+        # Batches of similar token length: a whole 500-character caption and its short
+        # clauses in one padded batch would cost several times the caption alone.
+        return self.embed.many(pieces, batch=8, caps=self.caps(text, pieces))
 
     def check(self, text: str) -> tuple[CheckResult, ...]:
         if not views(text):
             return ()
-        # Length-sorted batches: a whole 500-character caption and its short clauses in one
-        # padded batch would cost ten times the caption alone.
-        return self.score(text, self.embed.many(self.pieces(text), batch=8))
+        return self.score(text, self.embed_pieces(text))
 
     def score(
         self,
@@ -235,7 +263,8 @@ class CaptionChecker:
         rules = rules_result(readings, self.rules, self.policy)
         probs = heads(embeddings).max(axis=0)
         scores = {c: float(p) for c, p in zip(heads.categories, probs, strict=True)}
-        harm_prob = float(harm(embeddings).max())
+        with self._blas.limit(limits=self._threads, user_api="blas"):
+            harm_prob = float(harm(embeddings).max())
         semantic = semantic_result(scores, harm_prob, self.policy)
         person = float(self.person(embeddings[:1])[0, 0])
         people = person_result(
