@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from safety.caption import HARM_FILE, HARMFUL, HEADS_FILE, PERSON_FILE, PUBLIC_FIGURE, CaptionHeads
+from safety.caption import (
+    HARM_FILE,
+    HEADS_FILE,
+    PERSON_FILE,
+    PUBLIC_FIGURE,
+    CaptionHeads,
+    KernelHead,
+)
 from safety.dataset import TRAIN_FILE, training_captions
 from safety.names import person_captions
 from safety.normalize import readable
@@ -47,10 +54,23 @@ def train_heads(embeddings: np.ndarray, labels: list[str]) -> CaptionHeads:
     )
 
 
-def train_harm_head(embeddings: np.ndarray, labels: list[str]) -> CaptionHeads:
+# The pooled head's SVM: soft-margin cost (grouped CV on the train split: 1 -> 3 caught 3 points
+# more harmful at 3% benign, 3 -> 10 nothing) and sklearn's "scale" kernel width.
+HARM_SVM_C = 3.0
+
+
+def train_harm_head(embeddings: np.ndarray, labels: list[str]) -> KernelHead:
     """Harmful (any category) vs benign: one head that learns from every category's rows."""
-    w, b = _fit(embeddings, np.array(labels) != "benign")
-    return CaptionHeads((HARMFUL,), w[None, :], np.array([b]))
+    from sklearn.svm import SVC
+
+    mean, std = embeddings.mean(axis=0), embeddings.std(axis=0) + 1e-6
+    x = (embeddings - mean) / std
+    clf = SVC(C=HARM_SVM_C, kernel="rbf", gamma="scale", class_weight="balanced")
+    clf.fit(x, np.array(labels) != "benign")
+    gamma = 1.0 / (x.shape[1] * x.var())  # what gamma="scale" used
+    return KernelHead(
+        clf.support_vectors_, clf.dual_coef_[0], float(clf.intercept_[0]), gamma, mean, std
+    )
 
 
 def train_person_head(embeddings: np.ndarray, labels: np.ndarray) -> CaptionHeads:

@@ -25,10 +25,19 @@ RULES_FILE = Path(__file__).parent / "data" / "caption_rules.toml"
 HEADS_FILE = "caption_heads.npz"
 PERSON_FILE = "person_head.npz"
 PUBLIC_FIGURE = "public_figure"
-HARM_FILE = "harm_head.npz"
+HARM_FILE = "harm_svm.npz"
 HARMFUL = "harmful"
-# Captions longer than this many words are also scored clause by clause.
+# Captions longer than this many words (or characters, for scripts without spaces) are also
+# scored clause by clause.
 _CLAUSE_WORDS = 12
+_CLAUSE_CHARS = 80
+# A long caption's whole reading is read up to this many tokens (its clauses cover the rest):
+# 500 characters are ~125 tokens, and the encoder's time grows with them.
+WHOLE_TOKENS = 64
+
+
+def _long(reading: str) -> bool:
+    return len(reading.split()) > _CLAUSE_WORDS or len(reading) > _CLAUSE_CHARS
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,52 @@ class CaptionHeads:
         return 1.0 / (1.0 + np.exp(-z))
 
 
+@dataclass(frozen=True)
+class KernelHead:
+    """The pooled harmful-vs-benign head: an RBF-kernel SVM over standardised e5 embeddings
+    (trained at build), its decision value squashed to (0, 1). Trigger words ("killer
+    sunset", "shoot the video") sit in the same direction as real harm, so no single linear
+    cut separates them; the kernel keeps them apart. Grouped cross-validation on the train
+    split: ROC AUC 0.967 (logistic) -> 0.985, harmful caught at 3% benign 78% -> 89%."""
+
+    support: np.ndarray  # (S, 384) standardised support vectors
+    dual: np.ndarray  # (S,) dual coefficients (sign = class)
+    intercept: float
+    gamma: float
+    mean: np.ndarray  # (384,) feature standardisation
+    std: np.ndarray
+
+    @classmethod
+    def load(cls, model_dir: Path, name: str = HARM_FILE) -> KernelHead:
+        with np.load(Path(model_dir) / name) as z:
+            return cls(
+                z["support"], z["dual"], float(z["intercept"]), float(z["gamma"]), z["mean"],
+                z["std"],
+            )
+
+    def save(self, model_dir: Path, name: str = HARM_FILE) -> None:
+        np.savez(
+            Path(model_dir) / name,
+            support=self.support.astype(np.float32),
+            dual=self.dual.astype(np.float32),
+            intercept=np.float32(self.intercept),
+            gamma=np.float32(self.gamma),
+            mean=self.mean.astype(np.float32),
+            std=self.std.astype(np.float32),
+        )
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, 1) scores in (0, 1): the logistic of the SVM decision value."""
+        x = (embeddings - self.mean) / self.std
+        d2 = (
+            (x * x).sum(axis=1)[:, None]
+            - 2.0 * x @ self.support.T
+            + (self.support * self.support).sum(axis=1)[None, :]
+        )
+        z = np.exp(-self.gamma * np.maximum(d2, 0.0)) @ self.dual + self.intercept
+        return (1.0 / (1.0 + np.exp(-z)))[:, None]
+
+
 def semantic_result(probs: dict[str, float], harm: float, policy: Policy) -> CheckResult:
     """Categories whose head reaches its threshold; and when none does but the pooled
     harmful-vs-benign head reaches ``harmful_threshold``, the likeliest category. The pooled
@@ -152,8 +207,15 @@ class CaptionChecker:
         self.embed = Embedder(model_dir, threads)
         self.heads = CaptionHeads.load(model_dir)
         self.person = CaptionHeads.load(model_dir, PERSON_FILE)
-        self.harm = CaptionHeads.load(model_dir, HARM_FILE)
+        self.harm = KernelHead.load(model_dir)
         self.profanity = ProfanityModel()
+        # The kernel head's (pieces x 1000 support vectors) product is big enough for
+        # OpenBLAS to start its own threads: on a loaded machine waiting for them cost 8-20 ms
+        # of wall time for 0.2 ms of work. Held to the checker's thread budget instead.
+        from threadpoolctl import ThreadpoolController
+
+        self._blas = ThreadpoolController()
+        self._threads = max(1, threads)
         for c in self.heads.categories:
             policy.category(c)  # fail at start, not per request, if the policy lacks one
 
@@ -163,23 +225,35 @@ class CaptionChecker:
         out: list[str] = []
         for reading in model_readings(text):
             out.append(reading)
-            if len(reading.split()) > _CLAUSE_WORDS:
+            if _long(reading):
                 out.extend(clauses(reading))
         return list(dict.fromkeys(out))
+
+    def caps(self, text: str, pieces: list[str]) -> list[int | None]:
+        """Token caps for ``pieces``: a whole reading that has clauses is read up to
+        WHOLE_TOKENS (its clauses cover every word past the cap, and the heads were trained
+        on captions shorter than that); everything else is read whole."""
+        covered = {r for r in model_readings(text) if _long(r) and clauses(r)}
+        return [WHOLE_TOKENS if p in covered else None for p in pieces]
+
+    def embed_pieces(self, text: str) -> np.ndarray:
+        """The e5 embeddings of ``self.pieces(text)``, in that order."""
+        pieces = self.pieces(text)
+        # Batches of similar token length: a whole 500-character caption and its short
+        # clauses in one padded batch would cost several times the caption alone.
+        return self.embed.many(pieces, batch=8, caps=self.caps(text, pieces))
 
     def check(self, text: str) -> tuple[CheckResult, ...]:
         if not views(text):
             return ()
-        # Length-sorted batches: a whole 500-character caption and its short clauses in one
-        # padded batch would cost ten times the caption alone.
-        return self.score(text, self.embed.many(self.pieces(text), batch=8))
+        return self.score(text, self.embed_pieces(text))
 
     def score(
         self,
         text: str,
         embeddings: np.ndarray,
         heads: CaptionHeads | None = None,
-        harm: CaptionHeads | None = None,
+        harm: KernelHead | None = None,
     ) -> tuple[CheckResult, ...]:
         """All caption checks given the e5 embeddings of ``self.pieces(text)`` (the first is
         the whole readable caption). ``heads`` / ``harm`` default to the built ones; evaluation
@@ -189,7 +263,8 @@ class CaptionChecker:
         rules = rules_result(readings, self.rules, self.policy)
         probs = heads(embeddings).max(axis=0)
         scores = {c: float(p) for c, p in zip(heads.categories, probs, strict=True)}
-        harm_prob = float(harm(embeddings).max())
+        with self._blas.limit(limits=self._threads, user_api="blas"):
+            harm_prob = float(harm(embeddings).max())
         semantic = semantic_result(scores, harm_prob, self.policy)
         person = float(self.person(embeddings[:1])[0, 0])
         people = person_result(

@@ -23,7 +23,8 @@ def grouped_cv_decisions(checker: CaptionChecker, rows: list[LabelledCaption]) -
 
     pieces = [checker.pieces(r.text) for r in rows]
     flat = [p for ps in pieces for p in ps]
-    emb = checker.embed.many(flat)
+    caps = [c for r, ps in zip(rows, pieces, strict=True) for c in checker.caps(r.text, ps)]
+    emb = checker.embed.many(flat, caps=caps)
     starts = np.cumsum([0] + [len(ps) for ps in pieces])
     whole = emb[starts[:-1]]  # the readable caption: what the build trains on
     people = checker.embed.many([readable(t) for t, _ in person_captions()])

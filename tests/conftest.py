@@ -298,7 +298,7 @@ def moderator_env(data_dir: Path, moderator: object) -> dict[str, str]:
 
 
 CAPTION_MODEL_FILES = ("e5.onnx", "e5_tokenizer.json", "e5_words_q4.npy", "caption_heads.npz",
-                       "person_head.npz", "nudenet_320n.onnx")
+                       "harm_svm.npz", "person_head.npz", "nudenet_320n.onnx")
 
 
 @pytest.fixture(scope="session")
