@@ -63,6 +63,7 @@ AMPLITUDE_SMALL = 3.0  # small videos have fewer pixels per bit, so each must sa
 WEIGHT_FLOOR = 0.5  # grey levels added to a cell's local high-pass level before dividing
 CELL_WEIGHT_SOFT, CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL = 2.0, 0.5, 1.0
 MASK_SOFT, MASK_FLOOR, MASK_CEIL = 3.0, 0.8, 2.5  # texture masking (see _masked_weights)
+MASK_MIN_CELL_PX = 16  # texture masking only for frames whose cells are at least this big
 MASK_SHARES = (1.0, 0.67, 0.33, 0.0)  # for weak bits, in turn, until all read clearly
 CHECK_CROP = 0.05  # the crop every plan is checked against (the reader searches 2-12%)
 MIN_CLEAR = 0.5  # a bit's planned read, as a share of the median, to count as clear
@@ -237,7 +238,10 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
     bit_of = _carriers((rows, cols))[0]
     weak = np.zeros(N_BITS, bool)
     pattern = np.zeros((1, 1), np.float32)
-    for share in (*MASK_SHARES, None):
+    # Below MASK_MIN_CELL_PX a 50% downscale leaves cells too small to spare any margin
+    # (a 640 px video read 6 of 12 ids masked, 12 of 12 calm-first): calm-first only.
+    cell_px = math.sqrt(h * w / (rows * cols))
+    for share in (*(MASK_SHARES if cell_px >= MASK_MIN_CELL_PX else ()), None):
         if share is None:  # the picture still drowns some bit: calm-first everywhere
             weight = calm
         else:  # only the cells of bits that did not read clearly get calm cells' share back
