@@ -135,7 +135,10 @@ class _Forked:
     def __init__(self, pid: int, zygote: _Zygote) -> None:
         self.pid = pid
         self._zygote = zygote
-        self._pidfd = os.pidfd_open(pid)
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:  # died at once, and reaped: the pool sees a dead worker
+            self._pidfd = -1
         self._exitcode: int | None = None
 
     def _exited(self, timeout_s: float) -> bool:
