@@ -236,9 +236,9 @@ def _zygote(settings: Settings, conn: Connection) -> None:
     """The zygote process: load the models, then fork a worker for each ("fork",) message
     until the pipe closes. It never runs a request."""
     # The server process decides when to stop; a Ctrl-C to the process group must not
-    # kill a request the server is draining (the workers inherit this).
+    # kill a request the server is draining. SIGTERM does stop the zygote (it runs no
+    # request; multiprocessing's exit handler stops it so), not the workers (below).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _keep_freed_memory()  # inherited by every fork
     _name_process(b"alive-zygote")
     from alive_service import logs
@@ -293,6 +293,7 @@ def _zygote(settings: Settings, conn: Connection) -> None:
         if pid == 0:  # the worker
             code = 0
             try:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 _name_process(b"alive-worker")
                 ours.close()
                 conn.close()
