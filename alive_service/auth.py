@@ -21,10 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import jwt
-
-from provenance.keys import write_private
-
 ISSUER = "alive"
 DEV_USER = "dev"
 MAX_TOKEN_TTL_S = 30 * 24 * 3600
@@ -58,6 +54,8 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     private_dir(data_dir / "auth")
     path = data_dir / "auth" / "secret"
     if not path.exists():
+        from provenance.keys import write_private  # cryptography: only when writing one
+
         tmp = path.with_name(f"secret.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # this one's
         write_private(tmp, secrets.token_hex(32).encode())
         # Two replicas starting together on a shared directory: the first rename wins.
@@ -76,10 +74,14 @@ def mint_token(secret: bytes, user: str, ttl_s: int = 24 * 3600, now: float | No
     issued = int(now if now is not None else time.time())
     claims = {"sub": user, "iss": ISSUER, "iat": issued, "exp": issued + ttl_s,
               "jti": secrets.token_hex(16)}
+    import jwt  # here: PyJWT (and cryptography) cost ~25 ms, and most clients only read
+
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def verify_token(secret: bytes, token: str, max_ttl_s: int = MAX_TOKEN_TTL_S) -> Identity:
+    import jwt  # cached after the first call: the server pays it once
+
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], issuer=ISSUER,
@@ -125,5 +127,7 @@ def ensure_dev_token(data_dir: Path, secret: bytes) -> Path:
                 return path
         except AuthError:
             pass
+    from provenance.keys import write_private
+
     write_private(path, mint_token(secret, DEV_USER, ttl_s=DEV_TOKEN_TTL_S).encode())
     return path

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 
-from alive_service.auth import dev_token_path
 from alive_service.rpc import pb, pb_grpc
 
 DEFAULT_ADDR = "127.0.0.1:50051"
@@ -26,6 +25,7 @@ def default_token() -> str:
     token = os.environ.get("ALIVE_TOKEN")
     if token:
         return token.strip()
+    from alive_service.auth import dev_token_path
     from alive_service.config import Settings
 
     path = dev_token_path(Settings.from_env().data_dir)

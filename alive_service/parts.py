@@ -5,7 +5,8 @@ builds its parts here and nowhere else:
 
     Settings -> Keys.load       signing identity + the trust anchors verification uses
              -> open_store      schema (server only), blob directory, one store connection
-             -> Parts.load      safety checkers, motion model, keys, store, decode/encode limits
+             -> Models.load     safety checkers, motion model (once, in the workers' zygote)
+             -> Parts.load      models, keys, store, decode/encode limits
 
 This module imports models, keys and the store, and nothing that serves requests (server,
 service, workers), so those can all import it without a circle.
@@ -125,24 +126,43 @@ class Parts:
         return self.keys.identity
 
     @classmethod
-    def load(cls, settings: Settings, keys: Keys | None = None, migrate: bool = True) -> Parts:
+    def load(cls, settings: Settings, keys: Keys | None = None, migrate: bool = True,
+             models: Models | None = None) -> Parts:
         """Everything one generation process needs: models, keys, its own store connection.
-        ``migrate``: the server process migrates once at start; its workers do not."""
-        # Imported here: loading models is the slow part, and importing them is most of it.
-        from alive_service.motion import load_motion_model
-        from safety import SafetyChecker
-
+        ``migrate``: the server process migrates once at start; its workers do not.
+        ``models``: already loaded (a worker forked from the zygote shares its models)."""
+        models = models or Models.load(settings)
         keys = keys or Keys.load(settings)
         store = open_store(settings, migrate)
         temp_dir = settings.data_dir / "tmp"
         temp_dir.mkdir(exist_ok=True)
-        policy = Path(settings.policy_file) if settings.policy_file else None
         return cls(
-            safety=SafetyChecker(settings.model_dir, policy, threads=1),
-            motion=load_motion_model(settings.model_dir, threads=os.cpu_count() or 2),
+            safety=models.safety,
+            motion=models.motion,
             keys=keys,
             store=store,
             limits=DecodeLimits(max_bytes=settings.max_photo_bytes,
                                 max_pixels=settings.max_photo_pixels),
             encode=EncodeOptions(temp_dir=temp_dir),
+        )
+
+
+@dataclass(frozen=True)
+class Models:
+    """The read-only part of Parts: the weights, ~0.6 GB. Loaded once in the workers' zygote
+    (workers.py), so the forked workers share these pages instead of holding a copy each."""
+
+    safety: SafetyChecker
+    motion: MotionModel
+
+    @classmethod
+    def load(cls, settings: Settings) -> Models:
+        # Imported here: loading models is the slow part, and importing them is most of it.
+        from alive_service.motion import load_motion_model
+        from safety import SafetyChecker
+
+        policy = Path(settings.policy_file) if settings.policy_file else None
+        return cls(
+            safety=SafetyChecker(settings.model_dir, policy, threads=1),
+            motion=load_motion_model(settings.model_dir, threads=os.cpu_count() or 2),
         )

@@ -5,8 +5,16 @@
 2. Each component's own benchmark (decode per format + colour conversion, motion, safety,
    provenance).
 3. The real server over gRPC: end-to-end latency with 1 and 4 concurrent clients,
-   videos per minute, and the server's peak RSS (all its processes); then the same with
-   ALIVE_REQUEST_THREADS=0 (a lone request on every core).
+   videos per minute, the lone request against encoding its frames alone, and the server's
+   peak RSS and PSS (all its processes); then the same with ALIVE_REQUEST_THREADS=0 (a lone
+   request on every core).
+4. Memory: the service idle and at its peak with 2 concurrent 720p generations, per process
+   (RSS, PSS, shared, private from /proc/PID/smaps_rollup), and per request above idle.
+5. The public client: `alive --help` and a whole `alive animate` (start-up included) against
+   encoding the same frames alone.
+
+``--only memory,client`` runs some of the sections (in-process, components, grpc, memory,
+client); the default is all of them.
 """
 
 from __future__ import annotations
@@ -20,17 +28,19 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import cv2
+import numpy as np
 from PIL import Image
 
 from alive_service.config import Settings
 from alive_service.encode import encode_mp4
+from alive_service.memory import MB, report, totals, tree
 from provenance.watermark import decode_mp4_frames
 from tools.harness import temporary_server
-from tools.load import rss_mb
 
 
 def twelve_megapixel_jpeg() -> bytes:
@@ -101,12 +111,13 @@ def over_grpc(photo: bytes, requests: int, request_threads: int) -> None:
     env = {"ALIVE_REQUEST_THREADS": str(request_threads)}
     with temporary_server(env=env) as server:
         assert server.process is not None
-        peak = [rss_mb(server.process.pid)]
+        pid = server.process.pid
+        peak = [totals(tree(pid))]
         done = threading.Event()
 
         def sample() -> None:
             while not done.wait(0.5):
-                peak.append(rss_mb(server.process.pid))  # type: ignore[union-attr]
+                peak.append(totals(tree(pid)))
 
         threading.Thread(target=sample, daemon=True).start()
         token = server.token("bench")
@@ -147,8 +158,117 @@ def over_grpc(photo: bytes, requests: int, request_threads: int) -> None:
                   f"{60 * len(latencies) / wall:.1f} videos/min"
                   + (f"  p95/p50(1 client) = {pct(latencies, 0.95) / baseline_p50:.2f}"
                      " (target <= 3)" if clients > 1 else ""))
+            if clients == 1:
+                with AliveClient(server.addr, token=server.token("lone"),
+                                 timeout_s=600) as lone:
+                    whole_s, encode_s = paired_ratio(lambda: lone.animate(photo).mp4,
+                                                     request_threads or os.cpu_count() or 1,
+                                                     requests)
+                print(f"  lone Animate p50 {whole_s:.2f} s / encode-only p50 {encode_s:.2f} s"
+                      f" (same frames, each after its request) = {whole_s / encode_s:.2f}"
+                      " (target <= 1.7)")
         done.set()
-        print(f"  server peak RSS: {max(peak):.0f} MB")
+        print(f"  server peak (all processes): RSS {max(r for r, _ in peak) / MB:.0f} MB, "
+              f"PSS {max(p for _, p in peak) / MB:.0f} MB")
+
+
+def encode_seconds(frames: np.ndarray, threads: int) -> float:
+    """H.264-encoding ``frames`` alone, once: the reference the ratios divide by."""
+    from alive_service.encode import EncodeOptions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        encode_mp4(frames, 24, EncodeOptions(temp_dir=Path(tmp), threads=threads))
+        return time.perf_counter() - start
+
+
+def paired_ratio(run: Callable[[], bytes], threads: int, runs: int) -> tuple[float, float]:
+    """p50 of ``run`` (one whole request, returning its MP4) and p50 of encoding the same
+    frames alone, each request followed by its encode: the machine is shared, and pairs
+    see the same load."""
+    whole, encode = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        mp4 = run()
+        whole.append(time.perf_counter() - start)
+        encode.append(encode_seconds(decode_mp4_frames(mp4, max_frames=10_000), threads))
+    return statistics.median(whole), statistics.median(encode)
+
+
+def memory(photo: bytes) -> None:
+    """The service's memory idle and with 2 concurrent 720p generations (the issue's target:
+    the whole service <= 1.1 GB at that peak, <= 300 MB per request above idle)."""
+    from alive_service.client import AliveClient
+
+    print("\n== memory: the server, its zygote and 2 workers; 2 concurrent 720p generations")
+    with temporary_server() as server:
+        assert server.process is not None
+        pid = server.process.pid
+        token = server.token("bench")
+        with AliveClient(server.addr, token=token, timeout_s=600) as client:
+            client.animate(photo)  # warm: the first request sizes the allocator's pools
+        time.sleep(1.0)
+        print(report(pid, "idle"))
+        idle_rss, idle_pss = totals(tree(pid))
+        peak = [(idle_rss, idle_pss)]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.1):
+                peak.append(totals(tree(pid)))
+
+        def run(user: str) -> None:
+            with AliveClient(server.addr, token=server.token(user), timeout_s=600) as client:
+                client.animate(photo)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        for _ in range(2):  # two rounds: the peak of one may fall between samples
+            pair = [threading.Thread(target=run, args=(f"mem{c}",)) for c in range(2)]
+            for t in pair:
+                t.start()
+            for t in pair:
+                t.join()
+        done.set()
+        sampler.join()
+        print(report(pid, "after"))
+        peak_rss = max(r for r, _ in peak)
+        peak_pss = max(p for _, p in peak)
+        print(f"  idle: RSS {idle_rss / MB:.0f} MB (sum over processes, shared pages counted "
+              f"in each), PSS {idle_pss / MB:.0f} MB (each page once)")
+        print(f"  peak with 2 generations: RSS {peak_rss / MB:.0f} MB, PSS {peak_pss / MB:.0f} "
+              "MB (target <= 1100 MB)")
+        print(f"  per request above idle: RSS {(peak_rss - idle_rss) / 2 / MB:.0f} MB, PSS "
+              f"{(peak_pss - idle_pss) / 2 / MB:.0f} MB (target <= 300 MB)")
+
+
+def client(photo: bytes, runs: int = 10) -> None:
+    """What a user of the `alive` command waits for."""
+    print("\n== the public client (`alive`)")
+    help_s = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "alive_service.cli", "--help"], check=True,
+                       capture_output=True)
+        help_s.append(time.perf_counter() - start)
+    print(f"  alive --help: median {statistics.median(help_s):.3f} s over {runs} runs "
+          "(target <= 0.15)")
+    with temporary_server() as server, tempfile.TemporaryDirectory() as tmp:
+        photo_path, out = Path(tmp) / "photo.jpg", Path(tmp) / "out.mp4"
+        photo_path.write_bytes(photo)
+        env = dict(os.environ, ALIVE_ADDR=server.addr, ALIVE_TOKEN=server.token("cli"))
+
+        def run() -> bytes:
+            subprocess.run([sys.executable, "-m", "alive_service.cli", "animate",
+                            str(photo_path), "-o", str(out)], env=env, check=True,
+                           capture_output=True)
+            return out.read_bytes()
+
+        run()  # warms the worker
+        threads = Settings().request_threads or os.cpu_count() or 1
+        p50, encode_s = paired_ratio(run, threads, 5)
+        print(f"  alive animate (12 MP, start-up included): p50 {p50:.2f} s; encode-only "
+              f"{encode_s:.2f} s; ratio {p50 / encode_s:.2f} (target <= 2.0)")
 
 
 def main() -> None:
@@ -156,16 +276,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--grpc-requests", type=int, default=8,
                         help="per client; 4 clients x 8 gives a p95 over 32 requests")
+    parser.add_argument("--only", default="in-process,components,grpc,memory,client",
+                        help="comma-separated sections to run")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     photo = twelve_megapixel_jpeg()
     print(f"12 MP test photo: {len(photo) / 1e6:.1f} MB JPEG")
-    in_process(args.runs, photo)
-    for module in ("tools.decode_bench", "tools.motion_bench", "tools.safety_bench",
-                   "tools.provenance_bench"):
-        component(module)
-    over_grpc(photo, args.grpc_requests, Settings().request_threads)
-    # The other side of the ALIVE_REQUEST_THREADS trade-off: a lone request on every core.
-    over_grpc(photo, args.grpc_requests, request_threads=0)
+    if "in-process" in only:
+        in_process(args.runs, photo)
+    if "components" in only:
+        for module in ("tools.decode_bench", "tools.motion_bench", "tools.safety_bench",
+                       "tools.provenance_bench"):
+            component(module)
+    if "grpc" in only:
+        over_grpc(photo, args.grpc_requests, Settings().request_threads)
+        # The other side of the ALIVE_REQUEST_THREADS trade-off: a lone request on every
+        # core.
+        over_grpc(photo, args.grpc_requests, request_threads=0)
+    if "memory" in only:
+        memory(photo)
+    if "client" in only:
+        client(photo)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -32,6 +31,7 @@ from PIL import Image
 from alive_service.auth import load_or_create_secret, mint_token
 from alive_service.client import AliveClient
 from alive_service.config import Settings
+from alive_service.memory import MB, report, totals, tree
 from alive_service.rpc import error_info, pb
 from alive_service.store import SqlStore
 from tools.harness import ServerProcess, temporary_server
@@ -82,19 +82,11 @@ def client_loop(addr: str, token: str, user: str, requests: int, seed: int, tall
                     tally.outcomes["WRONG_BYTES"] += 1
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (the server and its workers)."""
-    total = 0.0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += rss_mb(int(child))
-    except (FileNotFoundError, ProcessLookupError):
-        pass  # it exited while we looked
-    return total
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) in MB of a process and all its descendants (the server, the zygote and
+    the workers). RSS counts the workers' shared model pages once per worker; PSS once."""
+    rss, pss = totals(tree(pid))
+    return rss / MB, pss / MB
 
 
 HOSTILE_P95_RATIO = 1.5
@@ -268,6 +260,8 @@ def main() -> None:
     parser.add_argument("--long-side", type=int, default=320)
     parser.add_argument("--duration", type=float, default=1.0)
     parser.add_argument("--no-hostile", action="store_true", help="skip the hostile run")
+    parser.add_argument("--server-pid", type=int, default=0,
+                        help="with ALIVE_ADDR: the server's pid, for its memory per process")
     args = parser.parse_args()
     options = pb.AnimateOptions(long_side=args.long_side, duration_s=args.duration)
 
@@ -284,12 +278,15 @@ def main() -> None:
     if not addr.startswith(("127.", "localhost", "[::1]")):
         raise SystemExit(f"make load runs against loopback only, not {addr}")
     secret = load_or_create_secret(settings.data_dir)
-    rss: list[float] = []
+    server_pid = own.process.pid if own and own.process else args.server_pid
+    rss: list[tuple[float, float]] = []
     done = threading.Event()
+    if server_pid:
+        print(report(server_pid, "memory at start"))
 
     def sample_rss() -> None:
-        while own and own.process and not done.wait(1.0):
-            rss.append(rss_mb(own.process.pid))
+        while server_pid and not done.wait(1.0):
+            rss.append(memory_mb(server_pid))
 
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
@@ -308,10 +305,14 @@ def main() -> None:
         print(f"[hostile] normal p95 / clean p95 = {ratio:.2f} "
               f"(target <= {HOSTILE_P95_RATIO}): {'ok' if ratio_ok else 'MISSED'}")
     done.set()
+    if server_pid:
+        print(report(server_pid, "memory at end"))
     if rss:
         third = max(1, len(rss) // 3)
-        print(f"server RSS MB: first third max {max(rss[:third]):.0f}, "
-              f"last third max {max(rss[-third:]):.0f}, peak {max(rss):.0f}")
+        for name, series in (("RSS", [r for r, _ in rss]), ("PSS", [p for _, p in rss])):
+            print(f"server {name} MB (all processes): first third max "
+                  f"{max(series[:third]):.0f}, last third max {max(series[-third:]):.0f}, "
+                  f"peak {max(series):.0f}")
     if own:
         own.close()
     raise SystemExit(1 if errors or lost or not ratio_ok else 0)
