@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,14 +58,28 @@ def encode_mp4(
     progress: Callable[[int, int], None] | None = None,
     mark: LumaMarkFn | None = None,
 ) -> Video:
+    return encode_batches([frames], frames.shape, fps, options, progress, mark)
+
+
+def encode_batches(
+    batches: Iterable[np.ndarray],
+    shape: tuple[int, ...],
+    fps: int,
+    options: EncodeOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    mark: LumaMarkFn | None = None,
+) -> Video:
+    """Like ``encode_mp4``, for a clip of ``shape`` (T, H, W, 3) that arrives as consecutive
+    batches of frames (each (n, H, W, 3), consumed before the next is asked for): the caller
+    never needs the whole clip in memory."""
     options = options or EncodeOptions()
-    count, height, width, _ = frames.shape
+    count, height, width, _ = shape
     if width % 2 or height % 2:
         raise ValueError(f"yuv420p needs even frame sizes, got {width}x{height}")
     # faststart rewrites the file in a second pass, which needs a real file.
     try:
         with tempfile.NamedTemporaryFile(suffix=".mp4", dir=options.temp_dir) as tmp:
-            _encode_to(tmp.name, frames, fps, options, progress, mark)
+            _encode_to(tmp.name, batches, shape, fps, options, progress, mark)
             mp4 = Path(tmp.name).read_bytes()
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space" not in str(exc):
@@ -80,13 +94,14 @@ def encode_mp4(
 
 def _encode_to(
     path: str,
-    frames: np.ndarray,
+    batches: Iterable[np.ndarray],
+    shape: tuple[int, ...],
     fps: int,
     options: EncodeOptions,
     progress: Callable[[int, int], None] | None,
     mark: LumaMarkFn | None,
 ) -> None:
-    count, height, width, _ = frames.shape
+    count, height, width, _ = shape
     # movflags must go to the container: as a stream option it is ignored.
     with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=fps)
@@ -94,7 +109,10 @@ def _encode_to(
         stream.pix_fmt = "yuv420p"
         stream.thread_count = options.threads
         tag_bt709(stream, {"crf": str(options.crf), "preset": options.preset})
-        for index, rgb in enumerate(frames):
+        index = 0
+        for rgb in (frame for batch in batches for frame in batch):
+            if index >= count:
+                raise ValueError(f"more frames than the {count} announced")
             yuv = rgb_to_i420_bt709(rgb)
             if mark is not None:
                 mark(yuv[:height], index)
@@ -102,7 +120,10 @@ def _encode_to(
             frame.pts = index
             for packet in stream.encode(frame):
                 container.mux(packet)
+            index += 1
             if progress is not None:
-                progress(index + 1, count)
+                progress(index, count)
+        if index != count:
+            raise ValueError(f"{index} frames, {count} announced")
         for packet in stream.encode():
             container.mux(packet)

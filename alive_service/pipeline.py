@@ -14,10 +14,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
+
 from alive_service import CLAIM_GENERATOR
 from alive_service.decode import Photo, decode_photo
-from alive_service.encode import Video, encode_mp4
-from alive_service.motion import Clip, MotionOptions
+from alive_service.encode import Video, encode_batches
+from alive_service.motion import MotionOptions, Take
 from alive_service.parts import Parts
 from alive_service.store import Conflict, DecisionRecord, Store, TakenDown, VideoRecord
 from alive_service.vocabulary import (
@@ -37,6 +39,8 @@ log = logging.getLogger("alive.pipeline")
 
 
 SAFETY_REVIEWER = "system:safety-review"
+# Frames drawn and encoded at a time: ~26 MB raw at 720p, enough to keep both cores busy.
+STREAM_BATCH = 8
 # Where a request is (the one progress vocabulary; the name "Stage" stays for the workers).
 Stage = ProgressStage
 
@@ -53,6 +57,24 @@ class Refused(Exception):
 
     def __reduce__(self) -> tuple:  # crosses from the worker process to the server's
         return Refused, (self.decision, self.stage)
+
+
+class _Sampled:
+    """The frames of a streamed clip that were drawn ahead, seen as the (T, H, W, 3) clip by
+    the readers that only look at those (the output check, the watermark planner); any
+    other frame is a KeyError, so a reader that starts reading more is caught at once."""
+
+    ndim = 4
+
+    def __init__(self, shape: tuple[int, int, int, int], frames: dict[int, np.ndarray]) -> None:
+        self.shape = shape
+        self._frames = frames
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self._frames[int(index)]
 
 
 class Cancelled(Exception):
@@ -158,25 +180,38 @@ def animate(
         checkpoint()
         report(stage, done, total)
 
-    clip = parts.motion.animate(photo.rgb, image.faces, request.caption, request.options, on_frame,
-                                threads)
+    take = parts.motion.prepare(photo.rgb, image.faces, request.caption, request.options)
+    total = len(take)
     timed("motion", start)
     checkpoint()
 
     video_id = new_video_id()
-    report(Stage.ENCODING, 0, len(clip.frames))
-    # The output check only reads the frames and the encoder works on its own converted
+    # The frames are streamed: first the few that the output check and the watermark planner
+    # read, then every frame in order, a batch at a time, straight into the encoder (which
+    # marks each): no request holds the whole clip raw (72 720p frames are ~236 MB).
+    on_frame(0, total)
+    start = time.perf_counter()
+    checked = parts.safety.output_frame_picks(total)
+    known = take.frames(sorted({*checked, *watermark.planned_frames(total)}), threads)
+    timed("sample", start)
+    checkpoint()
+    # The output check only reads its frames and the encoder works on its own converted
     # copies, so both run at once; a refusal throws the encoded video away unseen.
     with ThreadPoolExecutor(1, thread_name_prefix="output-check") as pool:
-        checking = pool.submit(parts.safety.check_frames, clip.frames)
+        checking = pool.submit(parts.safety.check_frames,
+                               _Sampled(take.shape, {i: known[i] for i in checked}))
         start = time.perf_counter()
         # The mark goes onto the luma planes the encoder makes anyway: a third of the cost.
-        mark = watermark.LumaMark.plan(clip.frames, video_id)
+        mark = watermark.LumaMark.plan(_Sampled(take.shape, known), video_id)
         timed("watermark", start)
         start = time.perf_counter()
         encoding = replace(parts.encode, threads=threads) if threads else parts.encode
-        video = encode_mp4(clip.frames, clip.fps, encoding,
-                           lambda done, total: on_frame(done, total, Stage.ENCODING), mark.apply)
+        # Drawing a frame is part of making it: GENERATING counts frames drawn and encoded,
+        # ENCODING marks the encoder's flush.
+        video = encode_batches(take.batches(STREAM_BATCH, threads, known), take.shape,
+                               take.fps, encoding, on_frame, mark.apply)
+        del known
+        on_frame(total, total, Stage.ENCODING)
         timed("encode", start)
         start = time.perf_counter()
         output = checking.result()
@@ -189,8 +224,8 @@ def animate(
     report(Stage.SIGNING, 0, 0)
     start = time.perf_counter()
     info = GenerationInfo(
-        video_id=video_id, model_id=clip.model_id, model_version=clip.model_version,
-        model_sha256=clip.model_sha256, seed=request.options.seed, params=clip.params,
+        video_id=video_id, model_id=take.model_id, model_version=take.model_version,
+        model_sha256=take.model_sha256, seed=request.options.seed, params=take.params,
         claim_generator=CLAIM_GENERATOR,
     )
     identity = parts.identity()
@@ -200,9 +235,9 @@ def animate(
     report(Stage.STORING, 0, 0)
     start = time.perf_counter()
     # The record keeps the claim generator the manifest was signed with (VideoInfo returns it).
-    params = {**clip.params, "claim_generator": info.claim_generator}
+    params = {**take.params, "claim_generator": info.claim_generator}
     record = _video_record(request, video_id, photo, image.pdq_hex, len(image.faces), params,
-                           clip, video, signed.manifest_id, identity)
+                           take, video, signed.manifest_id, identity)
     # The decisions recorded above are linked to the video by the request id, in the same
     # transaction that stores it: each is written once, never copied.
     stored = parts.store.add_video(record, signed.mp4, photo.data, request.request_id)
@@ -217,7 +252,7 @@ def animate(
         )
     timed("store", start)
     mp4 = parts.store.read_mp4(stored) if reused else signed.mp4
-    report(Stage.DONE, len(clip.frames), len(clip.frames))
+    report(Stage.DONE, total, total)
     return Result(stored, mp4, reused, timings)
 
 
@@ -237,12 +272,12 @@ def _record(
 
 def _video_record(
     request: AnimateRequest, video_id: str, photo: Photo, pdq_hex: str, faces: int,
-    params: dict, clip: Clip, video: Video, manifest_id: str, identity: SigningIdentity,
+    params: dict, take: Take, video: Video, manifest_id: str, identity: SigningIdentity,
 ) -> VideoRecord:
     return VideoRecord(
         id=video_id, owner=request.user, status=VideoStatus.READY, caption=request.caption,
-        model_id=clip.model_id, model_version=clip.model_version,
-        model_sha256=clip.model_sha256, params=dict(params),
+        model_id=take.model_id, model_version=take.model_version,
+        model_sha256=take.model_sha256, params=dict(params),
         photo_sha256=photo.sha256, photo_mime=photo.mime, pdq_hex=pdq_hex,
         width=video.width, height=video.height, fps=video.fps, frames=video.frames,
         size_bytes=0, video_sha256="", manifest_id=manifest_id, c2pa_state="Signed",

@@ -190,13 +190,26 @@ def soft_bits(grid: np.ndarray) -> np.ndarray:
 # ---- embedding ------------------------------------------------------------------------
 
 
+def _host_picks(n: int, picks: int = 12) -> list[int]:
+    return sorted({round(i * (n - 1) / max(1, picks - 1)) for i in range(min(n, picks))})
+
+
+def planned_frames(n: int) -> list[int]:
+    """The indices of the frames ``make_pattern`` (and so ``LumaMark.plan``) reads in a clip
+    of ``n`` frames: a streamed clip draws only these before it plans the mark."""
+    return sorted({*_host_picks(n), _middle(n)})
+
+
+def _middle(n: int) -> int:
+    return n // 2
+
+
 def _host_small(frames: np.ndarray, picks: int = 12) -> np.ndarray:
     """The frame-averaged picture the reader will see before the mark, shrunk as the reader
     shrinks it: the picture's own say. Read exactly as the reader reads (the cancellation
     is only as good as this estimate); ``picks`` evenly spaced frames suffice for a loop's
     slow motion (a still clip needs one)."""
-    n = len(frames)
-    indices = sorted({round(i * (n - 1) / max(1, picks - 1)) for i in range(min(n, picks))})
+    indices = _host_picks(len(frames), picks)
     return np.mean([_shrink(frames[i]) for i in indices], axis=0)
 
 
@@ -314,7 +327,7 @@ def _activity(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Per cell, how busy the picture is at pixel scale (mean 5x5 standard deviation of the
     middle frame's luma): texture that hides a pattern from the eye (grass, fur, foliage)
     even where cell averages are calm."""
-    y = _luma(frames[len(frames) // 2].astype(np.float32))
+    y = _luma(frames[_middle(len(frames))].astype(np.float32))
     mean = cv2.blur(y, (5, 5))
     sd = np.sqrt(np.maximum(cv2.blur(y * y, (5, 5)) - mean * mean, 0.0))
     grid = cv2.resize(sd, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)

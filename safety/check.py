@@ -102,13 +102,18 @@ class SafetyChecker:
         )
         return ImageReport(decide(checks, self.policy), faces, pdq_hex, quality, match)
 
+    def output_frame_picks(self, count: int) -> list[int]:
+        """The indices of the frames ``check_frames`` reads in a clip of ``count`` frames (a
+        streamed clip draws these first)."""
+        n = min(count, max(1, self.policy.output_frame_samples))
+        # Interior points: frame 0 is the checked photo and the loop returns to it.
+        return [int(i) for i in np.unique((np.arange(1, n + 1) * count / (n + 1)).astype(int))]
+
     def check_frames(self, frames: np.ndarray) -> Decision:
         """Nudity check on N evenly spaced frames of a generated (T, H, W, 3) uint8 video."""
         if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
             raise ValueError(f"expected (T, H, W, 3) frames, got {frames.shape}")
-        n = min(len(frames), max(1, self.policy.output_frame_samples))
-        # Interior points: frame 0 is the checked photo and the loop returns to it.
-        picks = np.unique((np.arange(1, n + 1) * len(frames) / (n + 1)).astype(int))
+        picks = self.output_frame_picks(len(frames))
         per_frame = self.nudity.detect_batch([frames[i] for i in picks])
         detections = [d for frame in per_frame for d in frame]
         result = nudity_result(detections, self.policy, check="output_frames")

@@ -383,3 +383,41 @@ def test_hints_are_part_of_the_options_and_change_nothing_when_absent(
     assert "hints" not in plain.params
     hinted = replace(SMALL, hints=(RegionHint("still", ((0.5, 0.5),)),))
     assert asdict(hinted) != asdict(SMALL)  # so the idempotency fingerprint differs
+
+
+@pytest.mark.parametrize("renderer", ["cv2", "onnx"])
+def test_frames_streamed_in_batches_are_the_clip_frames_bit_for_bit(
+    motion_dir: Path, renderer: str,
+) -> None:
+    from skimage import data
+
+    streaming = load_motion_model(motion_dir, renderer=renderer)  # type: ignore[arg-type]
+    for photo, faces, caption in ((sky_scene()[0], [], "clouds"),
+                                  (data.astronaut(), [ASTRONAUT_FACE], "a smile"),
+                                  (data.coffee(), [], "")):
+        clip = streaming.animate(photo, faces, caption, SMALL)
+        take = streaming.prepare(photo, faces, caption, SMALL)
+        assert take.shape == clip.frames.shape and take.params == clip.params
+        assert (take.fps, take.model_sha256) == (clip.fps, clip.model_sha256)
+        # Frames drawn ahead, alone or out of order, are the clip's too.
+        ahead = take.frames([23, 0, 5, 6, 12], threads=2)
+        assert all(np.array_equal(frame, clip.frames[i]) for i, frame in ahead.items())
+        for size, threads in ((1, 1), (5, 2), (8, 3), (100, 2)):
+            known = dict(ahead)
+            streamed = np.concatenate([b.copy() for b in take.batches(size, threads, known)])
+            assert np.array_equal(streamed, clip.frames), (size, threads)
+            assert not known  # each frame drawn ahead was handed over (and let go)
+
+
+def test_a_streamed_clip_encodes_to_the_same_mp4(model: OnnxMotionModel) -> None:
+    from alive_service.encode import encode_batches, encode_mp4
+
+    photo, _, _ = sky_scene()
+    clip = model.animate(photo, [], "clouds", SMALL)
+    take = model.prepare(photo, [], "clouds", SMALL)
+    done: list[int] = []
+    whole = encode_mp4(clip.frames, clip.fps)
+    streamed = encode_batches(take.batches(7), take.shape, take.fps,
+                              progress=lambda n, total: done.append(n))
+    assert streamed.mp4 == whole.mp4
+    assert done == list(range(1, len(clip.frames) + 1))

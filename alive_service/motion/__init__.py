@@ -11,6 +11,7 @@ from alive_service.motion.interface import (
     RegionHint,
     Renderer,
     RenderJob,
+    Take,
 )
 from alive_service.motion.model import load_motion_model
 
@@ -21,5 +22,6 @@ __all__ = [
     "RegionHint",
     "RenderJob",
     "Renderer",
+    "Take",
     "load_motion_model",
 ]

@@ -16,13 +16,20 @@ Life cycle of one request::
       -> Renderer: Cv2Renderer (CPU: upsample + fixed-point cv2.remap, bbox only) or
                    OnnxRenderer (GPU: motion_render.onnx, GridSample); both draw the same frames
       v
-    Clip: frames (T, H, W, 3) uint8, fps, model id/version/sha256, effective params
+    Take (MotionModel.prepare): the clip ready to draw, not yet drawn: shape, fps, model
+      id/version/sha256, effective params, and a FramePainter made once from the RenderJob
+      |  take.frames(indices): a few chosen frames (the watermark planner's and the output
+      |    check's samples)
+      |  take.batches(size): every frame in order, `size` at a time, into one reused buffer
+      v    (the service streams these into the encoder: no request holds the whole clip raw)
+    Clip (MotionModel.animate = prepare + take.clip()): all frames (T, H, W, 3) uint8 at
+      once, for the evals and benches; the same frames bit for bit as the batches
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -106,10 +113,88 @@ class Clip:
 
 
 Progress = Callable[[int, int], None]
+FrameDone = Callable[[], None]  # called once per frame drawn
+
+
+class FramePainter(Protocol):
+    """One RenderJob, prepared once, drawing any range of its frames on demand."""
+
+    def paint(self, start: int, stop: int, out: np.ndarray, threads: int | None = None,
+              each: FrameDone | None = None) -> None:
+        """Frames ``start`` .. ``stop`` - 1 into ``out[0 : stop - start]``; a frame depends
+        only on its index, never on which frames were drawn before or in which batch."""
+        ...
+
+
+@dataclass(frozen=True)
+class Take:
+    """A clip ready to be drawn frame by frame (see the module docstring)."""
+
+    shape: tuple[int, int, int, int]  # (T, H, W, 3)
+    fps: int
+    model_id: str
+    model_version: str
+    model_sha256: str
+    params: dict[str, float | int | str]
+    painter: FramePainter
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def frames(self, indices: Sequence[int], threads: int | None = None) -> dict[int, np.ndarray]:
+        """The frames at ``indices``, drawn now, by index (each (H, W, 3) uint8)."""
+        wanted = sorted(set(indices))
+        out = np.empty((len(wanted), *self.shape[1:]), np.uint8)
+        for start, stop, at in _runs(wanted):
+            self.painter.paint(start, stop, out[at : at + stop - start], threads)
+        return {index: out[i] for i, index in enumerate(wanted)}
+
+    def batches(
+        self, size: int, threads: int | None = None,
+        known: dict[int, np.ndarray] | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Every frame in order, ``size`` at a time, in one buffer that the next batch reuses
+        (copy what must outlive it). ``known``: frames already drawn (``frames``), copied
+        instead of drawn again and removed from the dict as they pass, so that each is freed
+        once nobody else holds it."""
+        total = len(self)
+        known = known if known is not None else {}
+        buffer = np.empty((min(size, total), *self.shape[1:]), np.uint8)
+        for first in range(0, total, size):
+            last = min(total, first + size)
+            for start, stop, _at in _runs([t for t in range(first, last) if t not in known]):
+                self.painter.paint(start, stop, buffer[start - first : stop - first], threads)
+            for t in range(first, last):
+                if t in known:
+                    buffer[t - first] = known.pop(t)
+            yield buffer[: last - first]
+
+    def clip(self, progress: Progress | None = None, threads: int | None = None) -> Clip:
+        """Every frame at once (what ``MotionModel.animate`` returns)."""
+        total = len(self)
+        frames = np.empty(self.shape, np.uint8)
+        done = [0]
+
+        def each() -> None:
+            done[0] += 1
+            if progress:
+                progress(done[0], total)
+
+        self.painter.paint(0, total, frames, threads, each)
+        return Clip(frames, self.fps, self.model_id, self.model_version, self.model_sha256,
+                    self.params)
 
 
 class MotionModel(Protocol):
     """Photo -> looping clip. See the module docstring for the life cycle."""
+
+    def prepare(
+        self,
+        rgb: np.ndarray,
+        faces: Sequence[FaceLike],
+        caption: str,
+        options: MotionOptions,
+    ) -> Take: ...
 
     def animate(
         self,
@@ -139,9 +224,24 @@ class RenderJob:
 
 
 class Renderer(Protocol):
-    """Draws a RenderJob into a preallocated (T, H, W, 3) uint8 array, frame by frame."""
+    """Draws a RenderJob: ``prepare`` once, then any frames (``render``: all of them into a
+    preallocated (T, H, W, 3) uint8 array)."""
 
     name: str
 
+    def prepare(self, job: RenderJob) -> FramePainter: ...
+
     def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None,
                threads: int | None = None) -> None: ...
+
+
+def _runs(indices: Sequence[int]) -> Iterator[tuple[int, int, int]]:
+    """(start, stop, position in ``indices``) of each run of consecutive sorted indices: a
+    run is painted in one call, so the painter's threads share it."""
+    i = 0
+    while i < len(indices):
+        j = i + 1
+        while j < len(indices) and indices[j] == indices[j - 1] + 1:
+            j += 1
+        yield indices[i], indices[j - 1] + 1, i
+        i = j

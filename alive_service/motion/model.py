@@ -29,6 +29,7 @@ from alive_service.motion.interface import (
     Progress,
     Renderer,
     RenderJob,
+    Take,
 )
 from alive_service.motion.layout import FACE_COLS, PARAM_INDEX, PARAM_NAMES
 from alive_service.motion.regions import (
@@ -125,6 +126,17 @@ class OnnxMotionModel:
         progress: Progress | None = None,
         threads: int | None = None,
     ) -> Clip:
+        """Every frame at once: ``prepare(...).clip(progress, threads)``."""
+        return self.prepare(rgb, faces, caption, options).clip(progress, threads)
+
+    def prepare(
+        self,
+        rgb: np.ndarray,
+        faces: Sequence[FaceLike],
+        caption: str,
+        options: MotionOptions,
+    ) -> Take:
+        """The clip ready to draw: everything but the frames themselves (see interface.py)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError("rgb must be HxWx3 uint8")
         _check_options(options)
@@ -233,8 +245,7 @@ class OnnxMotionModel:
             use_sky,
             regions.still if keep_still else None,
         )
-        frames = np.empty((n_frames, h, w, 3), np.uint8)
-        self.renderer.render(job, frames, progress, threads)
+        painter = self.renderer.prepare(job)
         effective: dict[str, float | int | str] = {
             "width": w,
             "height": h,
@@ -259,7 +270,8 @@ class OnnxMotionModel:
             effective["still_fraction"] = round(still_fraction, 4)
         for name, v in values.items():
             effective[f"p_{name}"] = round(float(v), 5)
-        return Clip(frames, options.fps, MODEL_ID, MODEL_VERSION, self.sha256, effective)
+        return Take((n_frames, h, w, 3), options.fps, MODEL_ID, MODEL_VERSION, self.sha256,
+                    effective, painter)
 
     @staticmethod
     def _faces(faces: Sequence[FaceLike], scale_in: float) -> list[list[float]]:

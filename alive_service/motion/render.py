@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from alive_service.motion.interface import Progress, RenderJob
+from alive_service.motion.interface import FrameDone, Progress, RenderJob
 from alive_service.motion.version import CELL
 from inference import onnx_session
 
@@ -43,18 +43,37 @@ class Cv2Renderer:
 
     def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None,
                threads: int | None = None) -> None:
-        workers_n = max(1, threads or self.threads)
+        self.prepare(job).paint(0, len(out), out, threads or self.threads, _counter(progress,
+                                                                                  len(out)))
+
+    def prepare(self, job: RenderJob) -> _Cv2Painter:
+        return _Cv2Painter(job, self.threads)
+
+
+def _counter(progress: Progress | None, total: int) -> FrameDone | None:
+    """``progress(done, total)`` as a per-frame callback (called under the painter's lock)."""
+    if progress is None:
+        return None
+    done = [0]
+
+    def one() -> None:
+        done[0] += 1
+        progress(done[0], total)
+
+    return one
+
+
+class _Cv2Painter:
+    """A RenderJob made ready to draw any frame (the tiles, windows and band found once), so
+    frames can be drawn in batches as the encoder takes them."""
+
+    def __init__(self, job: RenderJob, threads: int) -> None:
+        self.job = job
+        self.threads = threads
         photo = job.photo
-        t_total = job.mix.shape[0]
         y0, y1, x0, x1 = job.bbox
-        out[0] = photo  # frame 0 is the photo, bit for bit (all motions are at rest at t = 0)
-        if progress:
-            progress(1, t_total)
-        if y1 <= y0 or x1 <= x0:
-            for t in range(1, t_total):
-                out[t] = photo
-                if progress:
-                    progress(t + 1, t_total)
+        self.still = y1 <= y0 or x1 <= x0
+        if self.still:
             return
         # OpenCV's remap is ~2.5x faster on 4-channel images than on 3-channel ones, more
         # than paying for one RGBA->RGB conversion per frame.
@@ -65,63 +84,77 @@ class Cv2Renderer:
         boxes = _tiles(job.alpha, job.bbox)
         if sum((b[1] - b[0]) * (b[3] - b[2]) for b in boxes) > 0.8 * alpha.size:
             boxes = [job.bbox]  # nearly full: one window has less overhead
-        tiles_a = [_Window(job, box, source4) for box in boxes]
-        tiles_b = []
+        self.tiles_a = [_Window(job, box, source4) for box in boxes]
+        self.tiles_b = []
         if job.two_phase:
             for box in boxes:
                 part = _intersect(box, job.drift_bbox)
                 if part is not None:
-                    tiles_b.append(_Window(job, part, source4))
-        outside = (alpha <= 0.0).astype(np.uint8)
-        has_outside = bool(outside.any())
+                    self.tiles_b.append(_Window(job, part, source4))
+        self.outside = (alpha <= 0.0).astype(np.uint8)
+        self.has_outside = bool(self.outside.any())
         # The fractional band, as flat indices, blended in 8-bit fixed point.
         by, bx = np.nonzero((alpha > 0.0) & (alpha < 1.0))
-        band_local = by * (x1 - x0) + bx
-        band_frame = (by + y0) * photo.shape[1] + (bx + x0)
-        band_a = np.round(alpha[by, bx] * 256).astype(np.uint16)[:, None]
-        photo_region = photo[y0:y1, x0:x1]
-        photo_part = photo_region[by, bx].astype(np.uint16) * (256 - band_a) + 128
-        pixel = np.dtype((np.void, 3))  # one RGB pixel: scatter whole pixels at once
+        self.band_local = by * (x1 - x0) + bx
+        self.band_frame = (by + y0) * photo.shape[1] + (bx + x0)
+        self.band_a = np.round(alpha[by, bx] * 256).astype(np.uint16)[:, None]
+        self.photo_region = photo[y0:y1, x0:x1]
+        self.photo_part = self.photo_region[by, bx].astype(np.uint16) * (256 - self.band_a) + 128
 
-        def draw(t: int, warped: np.ndarray) -> None:
-            frame = out[t]
-            # The photo around the box (the box itself is overwritten below).
-            frame[:y0] = photo[:y0]
-            frame[y1:] = photo[y1:]
-            frame[y0:y1, :x0] = photo[y0:y1, :x0]
-            frame[y0:y1, x1:] = photo[y0:y1, x1:]
-            for win in tiles_a:
+    def draw(self, t: int, frame: np.ndarray, warped: np.ndarray) -> None:
+        """Frame ``t`` into ``frame``; ``warped`` is the caller's (H, W, 4) scratch of the box,
+        zeroed once (only the tiles are ever written, the rest stays zero)."""
+        job, photo = self.job, self.job.photo
+        if t == 0 or self.still:
+            frame[...] = photo  # frame 0 is the photo, bit for bit (all motions rest at t = 0)
+            return
+        y0, y1, x0, x1 = job.bbox
+        # The photo around the box (the box itself is overwritten below).
+        frame[:y0] = photo[:y0]
+        frame[y1:] = photo[y1:]
+        frame[y0:y1, :x0] = photo[y0:y1, :x0]
+        frame[y0:y1, x1:] = photo[y0:y1, x1:]
+        for win in self.tiles_a:
+            ty0, ty1, tx0, tx1 = win.box
+            win.warp(job.coef_a[t], warped[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0])
+        m = float(job.mix[t])
+        if m > 0.0:
+            for win in self.tiles_b:
                 ty0, ty1, tx0, tx1 = win.box
-                win.warp(job.coef_a[t], warped[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0])
-            m = float(job.mix[t])
-            if m > 0.0:
-                for win in tiles_b:
-                    ty0, ty1, tx0, tx1 = win.box
-                    sub = warped[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0]
-                    cv2.addWeighted(sub, 1.0 - m, win.warp(job.coef_b[t]), m, 0.0, dst=sub)
-            region = frame[y0:y1, x0:x1]
-            cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB, dst=region)  # alpha 1: the warp
-            if has_outside:  # alpha 0 inside the box: the photo
-                cv2.copyTo(photo_region, outside, region)
-            if band_local.size:  # the thin fractional band: blend
-                moving = np.take(warped.reshape(-1, 4), band_local, axis=0)[:, :3]
-                mixed = ((moving.astype(np.uint16) * band_a + photo_part) >> 8).astype(np.uint8)
-                frame.view(pixel).reshape(-1)[band_frame] = mixed.view(pixel).reshape(-1)
+                sub = warped[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0]
+                cv2.addWeighted(sub, 1.0 - m, win.warp(job.coef_b[t]), m, 0.0, dst=sub)
+        region = frame[y0:y1, x0:x1]
+        cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB, dst=region)  # alpha 1: the warp
+        if self.has_outside:  # alpha 0 inside the box: the photo
+            cv2.copyTo(self.photo_region, self.outside, region)
+        if self.band_local.size:  # the thin fractional band: blend
+            moving = np.take(warped.reshape(-1, 4), self.band_local, axis=0)[:, :3]
+            mixed = ((moving.astype(np.uint16) * self.band_a + self.photo_part) >> 8)
+            pixel = np.dtype((np.void, 3))  # one RGB pixel: scatter whole pixels at once
+            frame.view(pixel).reshape(-1)[self.band_frame] = (
+                mixed.astype(np.uint8).view(pixel).reshape(-1))
+
+    def paint(self, start: int, stop: int, out: np.ndarray, threads: int | None = None,
+              each: FrameDone | None = None) -> None:
+        """Frames ``start`` .. ``stop`` - 1 into ``out[0 : stop - start]``. Frames are
+        independent, so ``threads`` workers draw alternate frames (OpenCV releases the GIL)."""
+        workers_n = max(1, min(threads or self.threads, stop - start))
+        y0, y1, x0, x1 = self.job.bbox
+        lock = threading.Lock()
 
         def worker(first: int) -> None:
-            warped = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
-            for t in range(first, t_total, workers_n):
-                draw(t, warped)
-                with lock:
-                    done[0] += 1
-                    if progress:
-                        progress(done[0], t_total)
+            warped = np.zeros((max(0, y1 - y0), max(0, x1 - x0), 4), np.uint8)
+            for t in range(first, stop, workers_n):
+                self.draw(t, out[t - start], warped)
+                if each:
+                    with lock:
+                        each()
 
-        lock = threading.Lock()
-        done = [1]
-        workers = [
-            threading.Thread(target=worker, args=(1 + i,), daemon=True) for i in range(workers_n)
-        ]
+        if workers_n == 1:
+            worker(start)
+            return
+        workers = [threading.Thread(target=worker, args=(start + i,), daemon=True)
+                   for i in range(workers_n)]
         for th in workers:
             th.start()
         for th in workers:
@@ -233,26 +266,44 @@ class OnnxRenderer:
 
     def render(self, job: RenderJob, out: np.ndarray, progress: Progress | None = None,
                threads: int | None = None) -> None:
+        self.prepare(job).paint(0, len(out), out, threads, _counter(progress, len(out)))
+
+    def prepare(self, job: RenderJob) -> _OnnxPainter:
+        return _OnnxPainter(self, job)
+
+
+class _OnnxPainter:
+    def __init__(self, renderer: OnnxRenderer, job: RenderJob) -> None:
+        self.session, self.chunk, self.job = renderer.session, renderer.chunk, job
+        self.chw = np.ascontiguousarray(job.photo.transpose(2, 0, 1)[None], dtype=np.float32)
+        self.src = np.ascontiguousarray(job.source.transpose(2, 0, 1)[None], dtype=np.float32)
+        self.alpha = job.alpha[None, None].astype(np.float32)
+
+    def paint(self, start: int, stop: int, out: np.ndarray, threads: int | None = None,
+              each: FrameDone | None = None) -> None:
         # The GPU does the work; the session's own CPU threads are fixed when it is made.
-        t_total = job.mix.shape[0]
-        chw = np.ascontiguousarray(job.photo.transpose(2, 0, 1)[None], dtype=np.float32)
-        src = np.ascontiguousarray(job.source.transpose(2, 0, 1)[None], dtype=np.float32)
-        alpha = job.alpha[None, None].astype(np.float32)
-        out[0] = job.photo
-        for start in range(1, t_total, self.chunk):
-            stop = min(t_total, start + self.chunk)
+        # The graph runs whole chunks of a fixed grid (frames 0-7, 8-15, ...) whatever range
+        # is asked for: onnxruntime's kernels round differently for other batch shapes, and a
+        # frame must not depend on the batch it was drawn in.
+        job, total = self.job, self.job.mix.shape[0]
+        for a in range(start - start % self.chunk, stop, self.chunk):
+            b = min(total, a + self.chunk)
             (frames,) = self.session.run(
                 None,
                 {
-                    "photo": chw,
-                    "source": src,
-                    "alpha": alpha,
+                    "photo": self.chw,
+                    "source": self.src,
+                    "alpha": self.alpha,
                     "basis": job.basis,
-                    "coef_a": job.coef_a[start:stop],
-                    "coef_b": job.coef_b[start:stop],
-                    "mix": job.mix[start:stop],
+                    "coef_a": job.coef_a[a:b],
+                    "coef_b": job.coef_b[a:b],
+                    "mix": job.mix[a:b],
                 },
             )
-            out[start:stop] = frames.transpose(0, 2, 3, 1)
-            if progress:
-                progress(stop, t_total)
+            if a == 0:
+                frames[0] = job.photo.transpose(2, 0, 1)  # frame 0 is the photo, bit for bit
+            lo, hi = max(a, start), min(b, stop)
+            out[lo - start : hi - start] = frames[lo - a : hi - a].transpose(0, 2, 3, 1)
+            if each:
+                for _ in range(lo, hi):
+                    each()
