@@ -59,7 +59,7 @@ class Refused(Exception):
         return Refused, (self.decision, self.stage)
 
 
-class _Sampled:
+class SampledFrames:
     """The frames of a streamed clip that were drawn ahead, seen as the (T, H, W, 3) clip by
     the readers that only look at those (the output check, the watermark planner); any
     other frame is a KeyError, so a reader that starts reading more is caught at once."""
@@ -199,10 +199,10 @@ def animate(
     # copies, so both run at once; a refusal throws the encoded video away unseen.
     with ThreadPoolExecutor(1, thread_name_prefix="output-check") as pool:
         checking = pool.submit(parts.safety.check_frames,
-                               _Sampled(take.shape, {i: known[i] for i in checked}))
+                               SampledFrames(take.shape, {i: known[i] for i in checked}))
         start = time.perf_counter()
         # The mark goes onto the luma planes the encoder makes anyway: a third of the cost.
-        mark = watermark.LumaMark.plan(_Sampled(take.shape, known), video_id)
+        mark = watermark.LumaMark.plan(SampledFrames(take.shape, known), video_id)
         timed("watermark", start)
         start = time.perf_counter()
         encoding = replace(parts.encode, threads=threads) if threads else parts.encode

@@ -107,3 +107,23 @@ def test_a_clear_sky_carries_only_a_faint_mark(photo: str) -> None:
     # The budget went where texture hides it, and the mark still reads.
     assert in_flat < overall
     assert wm.extract_video_id(frames)[0] == VIDEO_ID
+
+
+def test_a_streamed_clip_gets_the_same_mark_and_mp4_as_the_whole_clip(
+    model: OnnxMotionModel,
+) -> None:
+    from alive_service.encode import encode_batches
+    from alive_service.pipeline import SampledFrames
+
+    opts = MotionOptions(long_side=320, duration_s=1.5, fps=24)
+    photo = load_sample_image("china.jpg")
+    clip = model.animate(photo, [], "clouds", opts)
+    take = model.prepare(photo, [], "clouds", opts)
+    # The planner reads only the frames planned_frames names (any other is a KeyError).
+    known = take.frames(wm.planned_frames(len(take)))
+    mark = wm.LumaMark.plan(SampledFrames(take.shape, known), VIDEO_ID)
+    whole = wm.LumaMark.plan(clip.frames, VIDEO_ID)
+    assert np.array_equal(mark.pos, whole.pos) and np.array_equal(mark.neg, whole.neg)
+    streamed = encode_batches(take.batches(8, known=known), take.shape, take.fps,
+                              mark=mark.apply)
+    assert streamed.mp4 == marked_mp4(clip)
