@@ -15,6 +15,8 @@ Life cycle of one request::
     RenderJob (photo, filled source, alpha, bbox, basis, coefficients, mix)
       -> Renderer: Cv2Renderer (CPU: upsample + fixed-point cv2.remap, bbox only) or
                    OnnxRenderer (GPU: motion_render.onnx, GridSample); both draw the same frames
+         renderer.prepare(job) -> FramePainter: draws any range of frames, each the same
+         whatever range or batch it is drawn in
       v
     Take (MotionModel.prepare): the clip ready to draw, not yet drawn: shape, fps, model
       id/version/sha256, effective params, and a FramePainter made once from the RenderJob
