@@ -41,10 +41,8 @@ log = logging.getLogger("alive.pipeline")
 SAFETY_REVIEWER = "system:safety-review"
 # Frames drawn and encoded at a time: ~26 MB raw at 720p, enough to keep both cores busy.
 STREAM_BATCH = 8
-# Where a request is (the one progress vocabulary; the name "Stage" stays for the workers).
-Stage = ProgressStage
 
-ProgressFn = Callable[[Stage, int, int], None]
+ProgressFn = Callable[[ProgressStage, int, int], None]
 
 
 class Refused(Exception):
@@ -151,7 +149,7 @@ def animate(
             raise TakenDown(f"video {earlier.id} was taken down after review and is no "
                             "longer available")
 
-    report(Stage.CHECKING, 0, 0)
+    report(ProgressStage.CHECKING, 0, 0)
     start = time.perf_counter()
     # Decoding first: a request that is not a photo is refused before anything is recorded.
     limits = replace(parts.limits, target_long_side=request.options.long_side)
@@ -175,7 +173,7 @@ def animate(
 
     start = time.perf_counter()
 
-    def on_frame(done: int, total: int, stage: Stage = Stage.GENERATING) -> None:
+    def on_frame(done: int, total: int, stage: ProgressStage = ProgressStage.GENERATING) -> None:
         at.update(stage=stage, done=done, total=total)
         checkpoint()
         report(stage, done, total)
@@ -211,7 +209,7 @@ def animate(
         video = encode_batches(take.batches(STREAM_BATCH, threads, known), take.shape,
                                take.fps, encoding, on_frame, mark.apply)
         del known
-        on_frame(total, total, Stage.ENCODING)
+        on_frame(total, total, ProgressStage.ENCODING)
         timed("encode", start)
         start = time.perf_counter()
         output = checking.result()
@@ -221,7 +219,7 @@ def animate(
         raise Refused(output, SafetyStage.OUTPUT)
     checkpoint()
 
-    report(Stage.SIGNING, 0, 0)
+    report(ProgressStage.SIGNING, 0, 0)
     start = time.perf_counter()
     info = GenerationInfo(
         video_id=video_id, model_id=take.model_id, model_version=take.model_version,
@@ -232,7 +230,7 @@ def animate(
     signed = sign_video(video.mp4, photo.data, photo.mime, info, identity)
     timed("sign", start)
 
-    report(Stage.STORING, 0, 0)
+    report(ProgressStage.STORING, 0, 0)
     start = time.perf_counter()
     # The record keeps the claim generator the manifest was signed with (VideoInfo returns it).
     params = {**take.params, "claim_generator": info.claim_generator}
@@ -252,7 +250,7 @@ def animate(
         )
     timed("store", start)
     mp4 = parts.store.read_mp4(stored) if reused else signed.mp4
-    report(Stage.DONE, total, total)
+    report(ProgressStage.DONE, total, total)
     return Result(stored, mp4, reused, timings)
 
 

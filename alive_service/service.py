@@ -18,7 +18,7 @@ from alive_service import metrics, pages, validate, vocabulary
 from alive_service.auth import AuthError, Identity, identity_from_metadata
 from alive_service.config import Settings
 from alive_service.decode import DecodeError
-from alive_service.pipeline import AnimateRequest, Cancelled, Refused, Result, Stage
+from alive_service.pipeline import AnimateRequest, Cancelled, Refused, Result
 from alive_service.rpc import RpcError, pb, pb_grpc, rich_status
 from alive_service.store import (
     Conflict,
@@ -40,7 +40,7 @@ CHUNK = 256 * 1024
 MAX_ANIMATE_S = 300.0
 
 # The progress vocabulary as the wire spells it (alive.v1.Stage).
-_STAGES = {stage: pb.Stage.Value(stage.proto_name) for stage in Stage}
+_STAGES = {stage: pb.Stage.Value(stage.proto_name) for stage in vocabulary.ProgressStage}
 
 
 @dataclass

@@ -67,7 +67,8 @@ from multiprocessing.connection import Connection, Pipe
 from typing import TYPE_CHECKING, Any
 
 from alive_service.config import Settings
-from alive_service.pipeline import AnimateRequest, Cancelled, ProgressFn, Result, Stage
+from alive_service.pipeline import AnimateRequest, Cancelled, ProgressFn, Result
+from alive_service.vocabulary import ProgressStage
 from provenance.verify import Verification, VideoLimits
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Full(Exception):
 
 @dataclass(frozen=True)
 class Progress:
-    stage: Stage
+    stage: ProgressStage
     done: int
     total: int
 
@@ -183,7 +184,7 @@ class _Worker:
 def _throttled(send: Callable[[tuple], None]) -> ProgressFn:
     last: dict[str, Any] = {"stage": None, "at": 0.0}
 
-    def progress(stage: Stage, done: int, total: int) -> None:
+    def progress(stage: ProgressStage, done: int, total: int) -> None:
         now = time.monotonic()
         if stage is last["stage"] and done < total and now - last["at"] < PROGRESS_EVERY_S:
             return
