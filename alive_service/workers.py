@@ -83,6 +83,7 @@ PROGRESS_EVERY_S = 0.1
 _CTX = mp.get_context("spawn")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 IDLE_TRIM_S = 5.0  # a worker this long without a job gives its freed memory back
+STOP_GRACE_S = 10.0  # a stopping worker or zygote gets this long to exit before it is killed
 
 
 class Full(Exception):
@@ -172,6 +173,16 @@ class _Forked:
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
+
+
+def _stop_process(conn: Connection, process: Any) -> None:
+    """Ask a worker or the zygote to stop (None on its pipe); kill it if it has not exited
+    within STOP_GRACE_S. ``process``: a multiprocessing Process or a _Forked worker."""
+    with contextlib.suppress(OSError):
+        conn.send(None)
+    process.join(STOP_GRACE_S)
+    if process.is_alive():
+        process.kill()
 
 
 @dataclass
@@ -427,11 +438,7 @@ class _Zygote:
         with self._lock:
             if self._conn is None:
                 return
-            with contextlib.suppress(OSError):
-                self._conn.send(None)
-            self._process.join(10.0)
-            if self._process.is_alive():
-                self._process.kill()
+            _stop_process(self._conn, self._process)
             self._conn.close()
             self._conn = None
 
@@ -659,11 +666,7 @@ class WorkerPool:
         threading.Thread(target=drain, name="worker-drain", daemon=True).start()
 
     def _stop(self, worker: _Worker) -> None:
-        with contextlib.suppress(OSError):
-            worker.conn.send(None)
-        worker.process.join(10.0)
-        if worker.process.is_alive():
-            worker.process.kill()
+        _stop_process(worker.conn, worker.process)
         worker.process.close()
 
     def close(self) -> None:
