@@ -24,12 +24,18 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ _WEIGHTS
 
 
+def local_sd(y: np.ndarray, window: int) -> np.ndarray:
+    """Per pixel, the standard deviation of float32 luma over a ``window`` square: the
+    texture around it, which hides a faint pattern from the eye (the watermark's masking
+    and this module's flat pixels both measure it this way)."""
+    mean = cv2.blur(y, (window, window))
+    # cv2's running-sum blur can dip a hair below zero on flat areas.
+    return np.sqrt(np.maximum(cv2.blur(y * y, (window, window)) - mean * mean, 0.0))
+
+
 def flat_pixels(image: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels of an RGB image with no texture around them to hide a pattern."""
-    y = _luma(image)
-    mean = cv2.blur(y, (WINDOW, WINDOW))
-    sd = np.sqrt(np.maximum(cv2.blur(y * y, (WINDOW, WINDOW)) - mean * mean, 0.0))
-    flat = sd < FLAT_SD
+    flat = local_sd(_luma(image), WINDOW) < FLAT_SD
     flat[:EDGE], flat[-EDGE:], flat[:, :EDGE], flat[:, -EDGE:] = False, False, False, False
     return flat
 

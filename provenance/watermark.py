@@ -46,6 +46,7 @@ import numpy as np
 
 from alive_service.vocabulary import VIDEO_ID_FORMAT, is_video_id
 from provenance.colour import LUMA_WEIGHTS, Y_OFFSET, Y_SCALE
+from provenance.visibility import local_sd
 
 # The soft-binding algorithm name in the C2PA manifest; also seeds the carriers, so a new
 # version of the mark reads nothing from another version's files.
@@ -71,6 +72,7 @@ MAX_CORRECTION = 8.0  # a bit's amplitude after cancelling the picture, in base 
 SOLVE_STEPS = 8  # rounds of informed embedding (the weighted read is nearly linear)
 BUDGET_STEPS = 6  # bisection rounds for the level that fits the PSNR budget
 MIN_PSNR_DB = 40.3  # embed scales the pattern down if it would cost more than this
+MAX_RMS = 255.0 / 10 ** (MIN_PSNR_DB / 20)  # the pattern's RMS at that PSNR
 SOFTEN = 0.15  # edge blur of a cell, as a fraction of the cell size
 WORK_CELL_PX = 8  # the pattern is drawn at a resolution with this many pixels per cell
 N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials)
@@ -174,10 +176,13 @@ def _weighted_highpass(grid: np.ndarray) -> np.ndarray:
     of contrast and gamma changes.
     """
     hp = _highpass(grid)
+    return hp / (_level(hp) + WEIGHT_FLOOR)
+
+
+def _level(hp: np.ndarray) -> np.ndarray:
+    """Each cell's neighbourhood high-pass level (RMS over 3x3 cells)."""
     # cv2's running-sum blur can dip a hair below zero on flat areas.
-    energy = cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT)
-    level = np.sqrt(np.maximum(energy, 0.0))
-    return hp / (level + WEIGHT_FLOOR)
+    return np.sqrt(np.maximum(cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT), 0.0))
 
 
 def soft_bits(grid: np.ndarray) -> np.ndarray:
@@ -250,7 +255,6 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
     masked = _masked_weights(_activity(frames, (rows, cols)))
     bit_of = _carriers((rows, cols))[0]
     weak = np.zeros(N_BITS, bool)
-    pattern = np.zeros((1, 1), np.float32)
     # Below MASK_MIN_CELL_PX a 50% downscale leaves cells too small to spare any margin
     # (a 640 px video read 6 of 12 ids masked, 12 of 12 calm-first): calm-first only.
     cell_px = math.sqrt(h * w / (rows * cols))
@@ -272,9 +276,8 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
             break
         weak |= unclear
     pattern = cv2.resize(pattern, (w, h), interpolation=cv2.INTER_LINEAR)
-    max_rms = 255.0 / 10 ** (MIN_PSNR_DB / 20)
-    if (rms := _rms(pattern)) > max_rms:
-        pattern *= max_rms / rms
+    if (rms := _rms(pattern)) > MAX_RMS:
+        pattern *= MAX_RMS / rms
     return np.rint(pattern).astype(np.int16)
 
 
@@ -301,20 +304,19 @@ def _plan(
         return _to_grid(draw(amp) * luma_gain, (rows, cols))
 
     amplitude = AMPLITUDE_SMALL if _is_small(h, w) else AMPLITUDE
-    max_rms = 255.0 / 10 ** (MIN_PSNR_DB / 20)
 
     def solve(level: float) -> np.ndarray:
         return _informed_amplitudes(host, bits, level, render)
 
     amp = solve(amplitude)
-    if _rms(draw(amp)) > max_rms:
+    if _rms(draw(amp)) > MAX_RMS:
         # Over the PSNR budget: lower the level every bit reads at and solve again, so the
         # picture's share stays cancelled (scaling the pattern would let it speak again).
         low, high, best = 0.0, amplitude, None
         for _ in range(BUDGET_STEPS):
             level = (low + high) / 2
             trial = solve(level)
-            if _rms(draw(trial)) <= max_rms:
+            if _rms(draw(trial)) <= MAX_RMS:
                 low, best = level, trial
             else:
                 high = level
@@ -327,9 +329,7 @@ def _activity(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Per cell, how busy the picture is at pixel scale (mean 5x5 standard deviation of the
     middle frame's luma): texture that hides a pattern from the eye (grass, fur, foliage)
     even where cell averages are calm."""
-    y = _luma(frames[_middle(len(frames))].astype(np.float32))
-    mean = cv2.blur(y, (5, 5))
-    sd = np.sqrt(np.maximum(cv2.blur(y * y, (5, 5)) - mean * mean, 0.0))
+    sd = local_sd(_luma(frames[_middle(len(frames))].astype(np.float32)), 5)
     grid = cv2.resize(sd, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
     return cv2.blur(grid, (3, 3), borderType=cv2.BORDER_REFLECT)
 
@@ -337,18 +337,19 @@ def _activity(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _masked_weights(activity: np.ndarray) -> np.ndarray:
     """Amplitude per cell, mean 1, by texture masking: flat cells (where a couple of grey
     levels show as faint blocks) get down to MASK_FLOOR, busy ones up to MASK_CEIL."""
-    weight = activity + MASK_SOFT
-    weight = np.clip(weight / float(weight.mean()), MASK_FLOOR, MASK_CEIL)
-    return (weight / float(weight.mean())).astype(np.float32)
+    return _unit_mean(activity + MASK_SOFT, MASK_FLOOR, MASK_CEIL)
 
 
 def _cell_weights(host: np.ndarray) -> np.ndarray:
     """Amplitude per cell, mean 1: the reader discounts busy cells, so the PSNR budget goes
     where it counts (calm cells get up to CELL_WEIGHT_CEIL, busy ones down to the floor)."""
-    hp = _highpass(host)
-    level = np.sqrt(np.maximum(cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT), 0.0))
-    weight = 1.0 / (level + WEIGHT_FLOOR + CELL_WEIGHT_SOFT)
-    weight = np.clip(weight / float(weight.mean()), CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL)
+    weight = 1.0 / (_level(_highpass(host)) + WEIGHT_FLOOR + CELL_WEIGHT_SOFT)
+    return _unit_mean(weight, CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL)
+
+
+def _unit_mean(weight: np.ndarray, floor: float, ceil: float) -> np.ndarray:
+    """``weight`` scaled to mean 1, bounded to [floor, ceil] of the mean, then mean 1 again."""
+    weight = np.clip(weight / float(weight.mean()), floor, ceil)
     return (weight / float(weight.mean())).astype(np.float32)
 
 
