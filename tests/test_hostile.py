@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from alive_service.client import AliveClient
 from alive_service.rpc import error_info, pb
-from alive_service.store import SqlStore, schema
+from alive_service.store import schema
 from tests.test_decode import png_header_only
 from tools.harness import ServerProcess
 
@@ -43,7 +43,7 @@ def client(server: ServerProcess) -> Iterator[AliveClient]:
 
 
 def snapshot(server: ServerProcess) -> tuple[int, int, int, list[str]]:
-    store = SqlStore(f"sqlite:///{server.data_dir / 'alive.db'}", server.data_dir / "blobs")
+    store = server.store()
     with store.engine.connect() as conn:
         counts = [int(conn.execute(select(func.count()).select_from(t)).scalar_one())
                   for t in (schema.Video, schema.Report, schema.Decision)]

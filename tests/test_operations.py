@@ -232,13 +232,12 @@ def test_a_repeat_offender_may_no_longer_generate(
     from skimage import data
 
     from alive_service import moderation
-    from alive_service.store import SqlStore
     from tests.conftest import enrol_moderators, jpeg
 
     photos = [landscape_jpeg, portrait_jpeg, jpeg(data.coffee()), jpeg(data.chelsea())]
     with ServerProcess(data_dir=tmp_path / "data") as server, \
             AliveClient(server.addr, token=server.token("repeat")) as client:
-        store = SqlStore(f"sqlite:///{server.data_dir / 'alive.db'}", server.data_dir / "blobs")
+        store = server.store()
         mia = enrol_moderators(store, server.data_dir, "mia")["mia"]
         for photo in photos[:3]:
             made = client.animate(photo, "", SMALL)

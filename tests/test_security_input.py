@@ -114,7 +114,7 @@ def test_the_server_refuses_hidden_text_and_keeps_ordinary_text(
             assert error_info(refused.value)[0] == reason
         caption = ORDINARY[0] + " " + ORDINARY[2]
         made = zoe.animate(landscape_jpeg, caption, SMALL)
-        store = SqlStore(f"sqlite:///{server.data_dir / 'alive.db'}", server.data_dir / "blobs")
+        store = server.store()
         try:
             assert store.get_video(made.info.video_id).caption == caption  # type: ignore[union-attr]
         finally:

@@ -15,7 +15,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alive_service.client import AliveClient
 from alive_service.rpc import error_info, pb
-from alive_service.store import SqlStore
 from tools.harness import ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -127,7 +126,7 @@ def test_leftovers_are_swept_at_start_and_orphans_by_alive_admin_gc(
     with server, AliveClient(server.addr, token=server.token("ann")) as client:
         made = client.animate(landscape_jpeg, "", SMALL)
     blobs = server.data_dir / "blobs"
-    store = SqlStore(f"sqlite:///{server.data_dir / 'alive.db'}", blobs)
+    store = server.store()
     old = time.time() - 2 * 3600
     # A write killed during STORING, and a blob whose row was never committed.
     shard = next(p for p in blobs.iterdir() if p.is_dir())

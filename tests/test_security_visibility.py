@@ -37,8 +37,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def store(server: ServerProcess) -> Iterator[SqlStore]:
-    url = server.db_url or f"sqlite:///{server.data_dir / 'alive.db'}"
-    s = SqlStore(url, server.data_dir / "blobs")
+    s = server.store()
     yield s
     s.close()
 

@@ -41,8 +41,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def store(server: ServerProcess) -> SqlStore:
-    url = server.db_url or f"sqlite:///{server.data_dir / 'alive.db'}"
-    return SqlStore(url, server.data_dir / "blobs")
+    return server.store()
 
 
 def client_for(server: ServerProcess, user: str = "alice") -> AliveClient:

@@ -15,11 +15,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alive_service.auth import load_or_create_secret, mint_token
+
+if TYPE_CHECKING:  # the store only for tests that look behind the API
+    from alive_service.store import SqlStore
 
 
 def free_port() -> int:
@@ -86,6 +90,15 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:] if self.log_path else ""
+
+    def store(self) -> SqlStore:
+        """A store on this server's own database and blobs, for tests that look behind the
+        API (the caller closes it)."""
+        from alive_service.config import Settings
+        from alive_service.store import SqlStore
+
+        settings = Settings(data_dir=self.data_dir, db_url=self.db_url)
+        return SqlStore(settings.database_url, settings.blob_dir)
 
     def token(self, user: str = "dev", ttl_s: int = 3600) -> str:
         return mint_token(load_or_create_secret(self.data_dir), user, ttl_s)
