@@ -3,14 +3,15 @@
 Life cycle of the mark::
 
     video id (16 hex) ─> 64 bits + CRC-16 ─> ±1 per bit ─> spread over a canonical grid
-    (~2300 cells, 400 for small videos; each cell belongs to one bit, keyed ±1 sign)
+    (72x72 cells at 720p, 48x48 for smaller videos, 20x20 for tiny ones; each cell
+    belongs to one bit, keyed ±1 sign)
       embed:   grid ─> more amplitude on calm cells, less on busy ones ─> upsample to the
                frame size (flat cells, soft edges) ─> ONE additive luma pattern P per
                video, added unchanged to every frame; what the picture itself says about
                each bit is measured and cancelled in P (informed embedding)
       extract: frames of any size ─> luma ─> box-downsample to each grid ─> mean over all
                frames ─> high-pass, divided by its local level ─> correlate each bit's
-               cells ─> CRC (flipping up to 5 weakest bits) ─> id, or None
+               cells ─> CRC (flipping up to 6 weakest bits) ─> id, or None
 
 Why constant in time: a still area must stay still. The earlier design (com.alive.wm.v1)
 flipped P's sign over the clip's quarters so that a frame sum cancelled the picture; each
@@ -19,15 +20,16 @@ levels on a motionless clip). Now P never changes, so a still pixel changes only
 encoder's own noise.
 Why the picture does not drown the mark: the reader suppresses the picture twice, by a
 high-pass (cell minus its neighbours' mean: most picture energy is smoother than a cell)
-and by correlating with ~29 randomly signed cells per bit. What is left, the picture's
-own projection on each bit, the embedder knows exactly (it holds the frames, moving ones
-included) and subtracts from P, so every bit reads at about the same level whatever the
-photo (informed embedding; each bit's correction is a few tenths of a grey level).
+and by correlating with ~65 randomly signed cells per bit (at 720p). What is left, the
+picture's own projection on each bit, the embedder knows exactly (it holds the frames,
+moving ones included) and subtracts from P, so every bit reads at about the same level
+whatever the photo (informed embedding; each bit's correction is a few tenths of a grey level).
 Why it survives: the grid is defined relative to the frame, so a downscale maps onto the
-same grid; a cell is ~20 px at 720p, coarse enough for H.264's quantiser; nothing depends
-on which frames a copy keeps, so a re-cut loop reads like the whole clip. Why it is
-invisible: a couple of grey levels, soft-edged, constant in time,
-PSNR >= 40 dB enforced. A wrong read is rejected by the CRC and a sharpness test.
+same grid; a cell is ~13 px at 720p (~7 after a 50% downscale), coarse enough for
+H.264's quantiser; nothing depends on which frames a copy keeps, so a re-cut loop reads
+like the whole clip. Why it is invisible: a couple of grey levels, soft-edged, constant
+in time, lowest on flat areas (texture masking), PSNR >= 40 dB enforced. A wrong read is
+rejected by the CRC and a sharpness test.
 """
 
 from __future__ import annotations
@@ -45,17 +47,22 @@ import cv2
 import numpy as np
 
 from alive_service.vocabulary import VIDEO_ID_FORMAT, is_video_id
+from provenance import visibility
 from provenance.colour import LUMA_WEIGHTS, Y_OFFSET, Y_SCALE
 from provenance.visibility import local_sd
 
 # The soft-binding algorithm name in the C2PA manifest; also seeds the carriers, so a new
 # version of the mark reads nothing from another version's files.
 ALG = "io.alive.lumamark.1"
-# Canonical grids (cell counts; the shape follows the aspect ratio). Videos whose short side
-# is under SMALL_SIDE use the coarse one so a cell stays >= ~8 px; readers try both.
+# Canonical grids (cell counts; the shape follows the aspect ratio), finest first. A video is
+# marked on the finest grid whose cells keep at least the given size; readers try them all.
+# More cells per bit average more of the picture away (its say on a bit falls as
+# 1/sqrt(cells)), so busy photos need less correction; but a cell must stay big enough to
+# survive a 50% downscale and H.264 (a 640 px video reads on 11 px cells, not on 7).
+CELLS_FINE = 72 * 72
 CELLS = 48 * 48
 CELLS_SMALL = 20 * 20
-SMALL_SIDE = 400
+GRID_LEVELS = ((CELLS_FINE, 13.0), (CELLS, 8.0), (CELLS_SMALL, 0.0))  # (cells, min cell px)
 ID_BITS = 64
 CRC_BITS = 16
 N_BITS = ID_BITS + CRC_BITS
@@ -64,7 +71,7 @@ AMPLITUDE_SMALL = 3.0  # small videos have fewer pixels per bit, so each must sa
 WEIGHT_FLOOR = 0.5  # grey levels added to a cell's local high-pass level before dividing
 CELL_WEIGHT_SOFT, CELL_WEIGHT_FLOOR, CELL_WEIGHT_CEIL = 2.0, 0.5, 1.0
 MASK_SOFT, MASK_FLOOR, MASK_CEIL = 3.0, 0.8, 2.5  # texture masking (see _masked_weights)
-MASK_MIN_CELL_PX = 16  # texture masking only for frames whose cells are at least this big
+MASK_MIN_FLAT = 0.01  # share of flat pixels below which masking protects nothing
 MASK_SHARES = (1.0, 0.67, 0.33, 0.0)  # for weak bits, in turn, until all read clearly
 CHECK_CROP = 0.05  # the crop every plan is checked against (the reader searches 2-12%)
 MIN_CLEAR = 0.5  # a bit's planned read, as a share of the median, to count as clear
@@ -75,12 +82,13 @@ MIN_PSNR_DB = 40.3  # embed scales the pattern down if it would cost more than t
 MAX_RMS = 255.0 / 10 ** (MIN_PSNR_DB / 20)  # the pattern's RMS at that PSNR
 SOFTEN = 0.15  # edge blur of a cell, as a fraction of the cell size
 WORK_CELL_PX = 8  # the pattern is drawn at a resolution with this many pixels per cell
-N_ERASE = 5  # weakest bits the decoder may flip (2^5 CRC trials)
-# Sharpness of unmarked pictures under this reader, 21 photos x 2 sizes x both grids x 300
-# carrier draws (25,200 reads; `python -m tools.provenance_bench --only false-ids --draws 300`):
-# mean 1.47, P(>= 1.6) 16.5%, P(>= 2.0) 0.04%, max 2.07, no id returned. With the CRC
-# (2^-16 per word tried, 2^5 words once flips are allowed) that is ~3e-6 false ids per grid
-# level read, ids a database lookup then also has to find.
+N_ERASE = 5  # weakest bits the sharpness measure leaves out
+N_FLIP = 6  # weakest bits the decoder may flip (2^6 CRC trials, only past MIN_SHARPNESS)
+# Sharpness of unmarked pictures under this reader, 21 photos x 2 sizes x 3 grids x 300
+# carrier draws (37,800 reads; `python -m tools.provenance_bench --only false-ids --draws 300`):
+# mean 1.47, P(>= 1.6) 15.7%, P(>= 2.0) 0.04%, max 2.07, no id returned. With the CRC
+# (2^-16 per word tried, 2^6 words once flips are allowed) that is ~3e-6 false ids per grid
+# level read (~1e-5 per video, 3 levels), ids a database lookup then also has to find.
 MIN_SHARPNESS_AS_READ = 1.6  # enough when the word passes the CRC without any flip
 MIN_SHARPNESS = 2.0  # needed before trying flips
 # Crop-search guesses: no unmarked read in the census came near 2.4 (max 2.07).
@@ -125,12 +133,16 @@ def grid_shape(height: int, width: int, cells: int = CELLS) -> tuple[int, int]:
     return rows, max(4, round(cells / rows))
 
 
+def _embed_cells(height: int, width: int) -> int:
+    return next(cells for cells, min_px in GRID_LEVELS if height * width >= cells * min_px**2)
+
+
 def _is_small(height: int, width: int) -> bool:
-    return min(height, width) < SMALL_SIDE
+    return _embed_cells(height, width) == CELLS_SMALL
 
 
 def embed_grid_shape(height: int, width: int) -> tuple[int, int]:
-    return grid_shape(height, width, CELLS_SMALL if _is_small(height, width) else CELLS)
+    return grid_shape(height, width, _embed_cells(height, width))
 
 
 @lru_cache(maxsize=16)
@@ -255,10 +267,12 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
     masked = _masked_weights(_activity(frames, (rows, cols)))
     bit_of = _carriers((rows, cols))[0]
     weak = np.zeros(N_BITS, bool)
-    # Below MASK_MIN_CELL_PX a 50% downscale leaves cells too small to spare any margin
-    # (a 640 px video read 6 of 12 ids masked, 12 of 12 calm-first): calm-first only.
-    cell_px = math.sqrt(h * w / (rows * cols))
-    for share in (*(MASK_SHARES if cell_px >= MASK_MIN_CELL_PX else ()), None):
+    # Masking spends amplitude where the reader listens least; only the fine grid's extra
+    # cells per bit pay for that. On the 48-cell grid it lost ids after a 50% downscale (a
+    # 640 px video read 6 of 12 masked, 12 of 12 calm-first; a 1280x316 panorama none).
+    # A picture with no flat area (a forest, a facade) has nothing for masking to protect.
+    masking = _embed_cells(h, w) == CELLS_FINE and _flat_share(frames) >= MASK_MIN_FLAT
+    for share in (*(MASK_SHARES if masking else ()), None):
         if share is None:  # the picture still drowns some bit: calm-first everywhere
             weight = calm
         else:  # only the cells of bits that did not read clearly get calm cells' share back
@@ -332,6 +346,12 @@ def _activity(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     sd = local_sd(_luma(frames[_middle(len(frames))].astype(np.float32)), 5)
     grid = cv2.resize(sd, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
     return cv2.blur(grid, (3, 3), borderType=cv2.BORDER_REFLECT)
+
+
+def _flat_share(frames: np.ndarray) -> float:
+    """Share of the middle frame's pixels where no texture would hide the mark."""
+    y = _luma(frames[_middle(len(frames))].astype(np.float32))
+    return float(np.mean(local_sd(y, visibility.WINDOW) < visibility.FLAT_SD))
 
 
 def _masked_weights(activity: np.ndarray) -> np.ndarray:
@@ -434,7 +454,7 @@ def _sharpness(soft: np.ndarray) -> float:
 
 
 def decode_from_grid(grid: np.ndarray, strict: bool = False) -> tuple[str | None, float]:
-    """Frame-averaged grid -> (id, strength), flipping up to N_ERASE least reliable bits.
+    """Frame-averaged grid -> (id, strength), flipping up to N_FLIP least reliable bits.
 
     An unmarked picture passes the CRC by luck with p = 2^-16 per trial word, so the bar on
     sharpness is low for the word as read and high once flips are needed. ``strict`` (for
@@ -450,9 +470,9 @@ def decode_from_grid(grid: np.ndarray, strict: bool = False) -> tuple[str | None
         return video_id, strength
     if sharp < MIN_SHARPNESS:
         return None, strength
-    weakest = np.argsort(np.abs(soft))[:N_ERASE]
+    weakest = np.argsort(np.abs(soft))[:N_FLIP]
     # Fewest flips first: the most likely word that passes the CRC wins.
-    for flips in sorted(range(1, 1 << N_ERASE), key=lambda m: bin(m).count("1")):
+    for flips in sorted(range(1, 1 << N_FLIP), key=lambda m: bin(m).count("1")):
         trial = signs.copy()
         for j, bit in enumerate(weakest):
             if flips >> j & 1:
@@ -464,7 +484,7 @@ def decode_from_grid(grid: np.ndarray, strict: bool = False) -> tuple[str | None
 
 
 def _grid_shapes(height: int, width: int) -> list[tuple[int, int]]:
-    return [grid_shape(height, width, cells) for cells in (CELLS, CELLS_SMALL)]
+    return [grid_shape(height, width, cells) for cells, _ in GRID_LEVELS]
 
 
 def _shrink(image: np.ndarray) -> np.ndarray:

@@ -305,7 +305,8 @@ def sharpness_census(draws: int) -> None:
         wm.ALG = alg
         wm._carriers.cache_clear()
     values = np.array(sharp)
-    print(f"Unmarked sharpness: {len(photos)} photos x 2 sizes x 2 grids x {draws} carrier draws "
+    print(f"Unmarked sharpness: {len(photos)} photos x 2 sizes x {len(wm.GRID_LEVELS)} grids x "
+          f"{draws} carrier draws "
           f"= {len(values)} reads: mean {values.mean():.2f}, P(>=1.6) "
           f"{np.mean(values >= 1.6) * 100:.1f}%, P(>=2.0) {np.mean(values >= 2.0) * 100:.3f}%, "
           f"max {values.max():.2f}; ids returned {found}")
