@@ -31,6 +31,8 @@ ANALYSIS_MIN_SHORT = 160
 LINE_CONTRAST = 8.0  # L units a thin stroke stands out of its surroundings
 LINE_MIN_LENGTH = 0.2  # of the long side: shorter strokes are birds, flecks, cloud edges
 SEAM_STEP = 5.0  # Lab distance across a horizon below which sky and "water" are one surface
+SHORE_DARK = 0.5  # a far shore's band is darker than half the sky above and the water below
+SHORE_MIRROR = 0.5  # correlation of the brightness profiles below and above the waterline
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,83 @@ def detect_water(
     return water
 
 
+def _colours_of(lab: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """Pixels whose hue (Lab a, b in bins of 6 units, one bin of slack) occurs in ``sample``.
+
+    Water just below the shore shows the colours the water has (the sky's reflection, a
+    sunset's glow); a jetty's boards or a beach reaching into the same rows do not share them.
+    """
+    ia = np.clip(((lab[..., 1] + 60.0) / 6.0).astype(np.int32), 0, 23)
+    ib = np.clip(((lab[..., 2] + 72.0) / 6.0).astype(np.int32), 0, 27)
+    hist = np.zeros((24, 28), np.float32)
+    np.add.at(hist, (ia[sample], ib[sample]), 1.0)
+    palette = hist >= max(1.0, 0.01 * float(sample.sum()))
+    palette = cv2.dilate(palette.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return palette[ia, ib]
+
+
+def mirrored_shore(light: np.ndarray) -> tuple[int, int, float] | None:
+    """A far shore with its reflection: the row of its waterline, the water's top row and the
+    brightness of what the water mirrors; None when the picture shows no such shore.
+
+    Seen across a calm lake, the far shore (hills, a tree line, islands) and its reflection make
+    one dark band across the whole width, with the bright sky above it and the bright water
+    below it, and the water's rows mirror the sky's about the waterline: going down from the
+    band's middle the brightness profile retraces the profile going up (dark band, then
+    bright; in a sunset the bright glow and then its darker clouds). A dark stripe in a road
+    or a fence has light on both sides too, but not a mirrored profile.
+    """
+    h = light.shape[0]
+    prof = cv2.blur(np.median(light, axis=1).astype(np.float32)[:, None], (1, 5))[:, 0]
+    span, depth = max(3, int(0.2 * h)), max(3, int(0.1 * h))
+    for m in range(max(1, int(0.15 * h)), min(h - depth - 1, int(0.7 * h))):
+        if prof[m] > prof[m - 1] or prof[m] > prof[m + 1]:
+            continue  # only local minima: the middle of the dark band
+        bright = min(prof[max(0, m - span) : m].max(), prof[m : m + span].max())
+        if prof[m] >= SHORE_DARK * bright:
+            continue
+        if np.mean(light[m] < SHORE_DARK * bright) < 0.8:
+            continue  # not a band across the width (a post, a boat)
+        k = np.arange(1, min(depth, m))
+        down, up = prof[m + k], prof[m - k]
+        if down.std() < 1.0 or up.std() < 1.0:
+            continue
+        if float(np.corrcoef(down, up)[0, 1]) < SHORE_MIRROR:
+            continue
+        below = prof[m : m + span]
+        top = m + int(np.argmax(below >= 0.5 * (prof[m] + below.max())))
+        above = prof[max(0, m - span) : m]
+        return m, top, float(np.median(above[above >= 0.5 * (prof[m] + above.max())]))
+    return None
+
+
+def detect_water_below_shore(
+    lab: np.ndarray, texture: np.ndarray, horizontal: np.ndarray, top: int, mirrored: float
+) -> np.ndarray:
+    """Water below a mirrored shore: wide, smooth or horizontally rippled, starting at the
+    shore, and not much darker than what it mirrors (gravel, boats and a dark beach are)."""
+    h, w = texture.shape
+    light = lab[..., 0]
+    ys = np.arange(h, dtype=np.float32)[:, None] / h
+    ref = top / h
+    ripple_tex = 0.02 + 0.04 * np.clip((ys - ref) / 0.4, 0.0, 1.0)
+    rippled = (cv2.blur(horizontal, (9, 9)) > 0.7) & (texture < ripple_tex)
+    cand = ((texture < 0.006) | rippled) & (ys >= ref) & (light > 0.5 * mirrored)
+    cand &= _colours_of(lab, cand & (ys < ref + 0.05))
+    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
+    water = np.zeros((h, w), bool)
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if y > top + 0.05 * h or area < 0.035 * h * w or bw < 0.3 * w:
+            continue  # water begins at the shore and is wide
+        comp = labels == i
+        if float(np.median(horizontal[comp])) < 0.58:
+            continue
+        water |= comp
+    return _fill_small_holes(water, 0.01)
+
+
 def _drop_sky_continuations(lab: np.ndarray, water: np.ndarray, sky: np.ndarray) -> np.ndarray:
     """Water candidates that the sky flows into without a seam are the sky's own lower part.
 
@@ -292,6 +371,17 @@ def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = Fal
         water = kept
         if _backdrop(sky, sky_lab) and not hint_sky:
             sky = np.zeros_like(sky)
+    shore = mirrored_shore(lab[..., 0])
+    if shore is not None:
+        # A far shore mirrored in the water is better evidence than the sky's colour (a
+        # sunset's glow is not sky-blue, a sky may not be found at all), and it tells how
+        # bright the water must be: what lies below the shore and mirrors it is the water,
+        # even where the sky's growth reached it through a gap; darker gravel is not.
+        below_shore = detect_water_below_shore(lab, texture, horizontal, shore[1], shore[2])
+        if below_shore.any():
+            water = below_shore
+            if sky_lab is not None:
+                sky = _components_touching(sky & ~water, seeds)
     lines = thin_lines(lab[..., 0])
     sky &= ~lines
     water &= ~lines
