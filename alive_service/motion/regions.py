@@ -32,6 +32,7 @@ LINE_CONTRAST = 8.0  # L units a thin stroke stands out of its surroundings
 LINE_MIN_LENGTH = 0.2  # of the long side: shorter strokes are birds, flecks, cloud edges
 SEAM_STEP = 5.0  # Lab distance across a horizon below which sky and "water" are one surface
 SHORE_DARK = 0.5  # a far shore's band is darker than half the sky above and the water below
+SHORE_EDGE = 6.0  # L units per pixel (Sobel / 8) where water below a shore ends
 SHORE_MIRROR = 0.5  # correlation of the brightness profiles below and above the waterline
 
 
@@ -241,21 +242,33 @@ def mirrored_shore(light: np.ndarray) -> tuple[int, int, float] | None:
             continue
         if np.mean(light[m] < SHORE_DARK * bright) < 0.8:
             continue  # not a band across the width (a post, a boat)
-        k = np.arange(1, min(depth, m))
-        down, up = prof[m + k], prof[m - k]
+        run = np.nonzero(prof[m : m + span] > prof[m] + 1.0)[0]
+        axis = m + (int(run[0]) - 1) // 2 if run.size else m  # the middle of a flat bottom
+        k = np.arange(1, min(depth, axis, h - axis))
+        down, up = prof[axis + k], prof[axis - k]
         if down.std() < 1.0 or up.std() < 1.0:
             continue
         if float(np.corrcoef(down, up)[0, 1]) < SHORE_MIRROR:
             continue
-        below = prof[m : m + span]
-        top = m + int(np.argmax(below >= 0.5 * (prof[m] + below.max())))
-        above = prof[max(0, m - span) : m]
-        return m, top, float(np.median(above[above >= 0.5 * (prof[m] + above.max())]))
+        below = prof[axis : axis + span]
+        bright = below >= 0.5 * (prof[m] + below.max())
+        start = int(np.argmax(bright))
+        dark_again = np.nonzero(~bright[start:])[0]
+        if (dark_again[0] if dark_again.size else span) < 0.07 * h:
+            continue  # a bright stripe (a rail, a kerb), not a lake stretching toward us
+        above = prof[max(0, axis - span) : axis]
+        mirrored = float(np.median(above[above >= 0.5 * (prof[m] + above.max())]))
+        return axis, axis + start, mirrored
     return None
 
 
 def detect_water_below_shore(
-    lab: np.ndarray, texture: np.ndarray, horizontal: np.ndarray, top: int, mirrored: float
+    lab: np.ndarray,
+    texture: np.ndarray,
+    horizontal: np.ndarray,
+    axis: int,
+    top: int,
+    mirrored: float,
 ) -> np.ndarray:
     """Water below a mirrored shore: wide, smooth or horizontally rippled, starting at the
     shore, and not much darker than what it mirrors (gravel, boats and a dark beach are)."""
@@ -266,8 +279,14 @@ def detect_water_below_shore(
     ripple_tex = 0.02 + 0.04 * np.clip((ys - ref) / 0.4, 0.0, 1.0)
     rippled = (cv2.blur(horizontal, (9, 9)) > 0.7) & (texture < ripple_tex)
     cand = ((texture < 0.006) | rippled) & (ys >= ref) & (light > 0.5 * mirrored)
-    cand &= _colours_of(lab, cand & (ys < ref + 0.05))
+    mirrored_part = (ys < axis / h) & (texture < 0.004)
+    cand &= _colours_of(lab, (cand & (ys < ref + 0.05)) | mirrored_part)
     cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+    # The water ends at a strong edge (a jetty's front board, a boat's hull) even where the
+    # thing beyond it has one of the sky's colours.
+    gray = cv2.GaussianBlur(light, (0, 0), 1.0)
+    edge = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+    cand &= edge < 8.0 * SHORE_EDGE
     n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
     water = np.zeros((h, w), bool)
     for i in range(1, n):
@@ -377,7 +396,7 @@ def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = Fal
         # sunset's glow is not sky-blue, a sky may not be found at all), and it tells how
         # bright the water must be: what lies below the shore and mirrors it is the water,
         # even where the sky's growth reached it through a gap; darker gravel is not.
-        below_shore = detect_water_below_shore(lab, texture, horizontal, shore[1], shore[2])
+        below_shore = detect_water_below_shore(lab, texture, horizontal, *shore)
         if below_shore.any():
             water = below_shore
             if sky_lab is not None:
