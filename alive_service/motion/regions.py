@@ -213,8 +213,7 @@ def _colours_of(lab: np.ndarray, sample: np.ndarray) -> np.ndarray:
     """
     ia = np.clip(((lab[..., 1] + 60.0) / 6.0).astype(np.int32), 0, 23)
     ib = np.clip(((lab[..., 2] + 72.0) / 6.0).astype(np.int32), 0, 27)
-    hist = np.zeros((24, 28), np.float32)
-    np.add.at(hist, (ia[sample], ib[sample]), 1.0)
+    hist = np.bincount((ia * 28 + ib)[sample], minlength=24 * 28).reshape(24, 28)
     palette = hist >= max(1.0, 0.01 * float(sample.sum()))
     palette = cv2.dilate(palette.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     return palette[ia, ib]
@@ -381,26 +380,27 @@ def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = Fal
         first = _drop_sky_continuations(lab, first, sky)
         if first.any():
             sky = _components_touching(sky & ~first, seeds)
-    water = detect_water(lab, texture, horizontal, sky, sky_lab, hint_water)
-    if sky_lab is not None:
-        # The same seamless test below the grown sky: what continues it is sky (a sky seen
-        # looking up reaches the bottom edge), not water.
-        kept = _drop_sky_continuations(lab, water, sky)
-        sky |= water & ~kept
-        water = kept
-        if _backdrop(sky, sky_lab) and not hint_sky:
-            sky = np.zeros_like(sky)
+    # A far shore mirrored in the water is better evidence than the sky's colour (a sunset's
+    # glow is not sky-blue, a sky may not be found at all), and it tells how bright the water
+    # must be: what lies below the shore and mirrors it is the water, even where the sky's
+    # growth reached it through a gap; darker gravel is not. So when there is such a shore,
+    # its water replaces the sky-based guess.
     shore = mirrored_shore(lab[..., 0])
+    water = np.zeros_like(sky)
     if shore is not None:
-        # A far shore mirrored in the water is better evidence than the sky's colour (a
-        # sunset's glow is not sky-blue, a sky may not be found at all), and it tells how
-        # bright the water must be: what lies below the shore and mirrors it is the water,
-        # even where the sky's growth reached it through a gap; darker gravel is not.
-        below_shore = detect_water_below_shore(lab, texture, horizontal, *shore)
-        if below_shore.any():
-            water = below_shore
-            if sky_lab is not None:
-                sky = _components_touching(sky & ~water, seeds)
+        water = detect_water_below_shore(lab, texture, horizontal, *shore)
+        if water.any() and sky_lab is not None:
+            sky = _components_touching(sky & ~water, seeds)
+    if not water.any():
+        water = detect_water(lab, texture, horizontal, sky, sky_lab, hint_water)
+        if sky_lab is not None:
+            # The same seamless test below the grown sky: what continues it is sky (a sky seen
+            # looking up reaches the bottom edge), not water.
+            kept = _drop_sky_continuations(lab, water, sky)
+            sky |= water & ~kept
+            water = kept
+    if sky_lab is not None and _backdrop(sky, sky_lab) and not hint_sky:
+        sky = np.zeros_like(sky)
     lines = thin_lines(lab[..., 0])
     sky &= ~lines
     water &= ~lines
