@@ -6,6 +6,9 @@ Life of the masks::
       never the output-size copy, so the masks do not depend on the requested long side)
       -> Lab colour, gradient texture, structure-tensor orientation
       -> sky: smooth, sky-coloured pixels connected to the top edge, grown by colour similarity
+      -> water below a mirrored far shore (a dark band across the width whose brightness
+         profile below retraces the one above): wide, smooth or rippled, as bright as what it
+         mirrors; when found it replaces the sky-based guess that follows
       -> water: wide, smooth-or-horizontally-rippled, cool or sky-reflecting area below the sky;
          water found below the sky's smooth core is taken out of the grown sky (water wins),
          unless the sky flows into it without a seam (then it is the sky's own lower part)
