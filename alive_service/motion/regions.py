@@ -6,6 +6,9 @@ Life of the masks::
       never the output-size copy, so the masks do not depend on the requested long side)
       -> Lab colour, gradient texture, structure-tensor orientation
       -> sky: smooth, sky-coloured pixels connected to the top edge, grown by colour similarity
+      -> water below a mirrored far shore (a dark band across the width whose brightness
+         profile below retraces the one above): wide, smooth or rippled, as bright as what it
+         mirrors; when found it replaces the sky-based guess that follows
       -> water: wide, smooth-or-horizontally-rippled, cool or sky-reflecting area below the sky;
          water found below the sky's smooth core is taken out of the grown sky (water wins),
          unless the sky flows into it without a seam (then it is the sky's own lower part)
@@ -31,6 +34,9 @@ ANALYSIS_MIN_SHORT = 160
 LINE_CONTRAST = 8.0  # L units a thin stroke stands out of its surroundings
 LINE_MIN_LENGTH = 0.2  # of the long side: shorter strokes are birds, flecks, cloud edges
 SEAM_STEP = 5.0  # Lab distance across a horizon below which sky and "water" are one surface
+SHORE_DARK = 0.5  # a far shore's band is darker than half the sky above and the water below
+SHORE_EDGE = 6.0  # L units per pixel (Sobel / 8) where water below a shore ends
+SHORE_MIRROR = 0.5  # correlation of the brightness profiles below and above the waterline
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,100 @@ def detect_water(
     return water
 
 
+def _colours_of(lab: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """Pixels whose hue (Lab a, b in bins of 6 units, one bin of slack) occurs in ``sample``.
+
+    Water just below the shore shows the colours the water has (the sky's reflection, a
+    sunset's glow); a jetty's boards or a beach reaching into the same rows do not share them.
+    """
+    ia = np.clip(((lab[..., 1] + 60.0) / 6.0).astype(np.int32), 0, 23)
+    ib = np.clip(((lab[..., 2] + 72.0) / 6.0).astype(np.int32), 0, 27)
+    hist = np.bincount((ia * 28 + ib)[sample], minlength=24 * 28).reshape(24, 28)
+    palette = hist >= max(1.0, 0.01 * float(sample.sum()))
+    palette = cv2.dilate(palette.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return palette[ia, ib]
+
+
+def mirrored_shore(light: np.ndarray) -> tuple[int, int, float] | None:
+    """A far shore with its reflection: the row of its waterline, the water's top row and the
+    brightness of what the water mirrors; None when the picture shows no such shore.
+
+    Seen across a calm lake, the far shore (hills, a tree line, islands) and its reflection make
+    one dark band across the whole width, with the bright sky above it and the bright water
+    below it, and the water's rows mirror the sky's about the waterline: going down from the
+    band's middle the brightness profile retraces the profile going up (dark band, then
+    bright; in a sunset the bright glow and then its darker clouds). A dark stripe in a road
+    or a fence has light on both sides too, but not a mirrored profile.
+    """
+    h = light.shape[0]
+    prof = cv2.blur(np.median(light, axis=1).astype(np.float32)[:, None], (1, 5))[:, 0]
+    span, depth = max(3, int(0.2 * h)), max(3, int(0.1 * h))
+    for m in range(max(1, int(0.15 * h)), min(h - depth - 1, int(0.7 * h))):
+        if prof[m] > prof[m - 1] or prof[m] > prof[m + 1]:
+            continue  # only local minima: the middle of the dark band
+        bright = min(prof[max(0, m - span) : m].max(), prof[m : m + span].max())
+        if prof[m] >= SHORE_DARK * bright:
+            continue
+        if np.mean(light[m] < SHORE_DARK * bright) < 0.8:
+            continue  # not a band across the width (a post, a boat)
+        run = np.nonzero(prof[m : m + span] > prof[m] + 1.0)[0]
+        axis = m + (int(run[0]) - 1) // 2 if run.size else m  # the middle of a flat bottom
+        k = np.arange(1, min(depth, axis, h - axis))
+        down, up = prof[axis + k], prof[axis - k]
+        if down.std() < 1.0 or up.std() < 1.0:
+            continue
+        if float(np.corrcoef(down, up)[0, 1]) < SHORE_MIRROR:
+            continue
+        below = prof[axis : axis + span]
+        bright = below >= 0.5 * (prof[m] + below.max())
+        start = int(np.argmax(bright))
+        dark_again = np.nonzero(~bright[start:])[0]
+        if (dark_again[0] if dark_again.size else span) < 0.07 * h:
+            continue  # a bright stripe (a rail, a kerb), not a lake stretching toward us
+        above = prof[max(0, axis - span) : axis]
+        mirrored = float(np.median(above[above >= 0.5 * (prof[m] + above.max())]))
+        return axis, axis + start, mirrored
+    return None
+
+
+def detect_water_below_shore(
+    lab: np.ndarray,
+    texture: np.ndarray,
+    horizontal: np.ndarray,
+    axis: int,
+    top: int,
+    mirrored: float,
+) -> np.ndarray:
+    """Water below a mirrored shore: wide, smooth or horizontally rippled, starting at the
+    shore, and not much darker than what it mirrors (gravel, boats and a dark beach are)."""
+    h, w = texture.shape
+    light = lab[..., 0]
+    ys = np.arange(h, dtype=np.float32)[:, None] / h
+    ref = top / h
+    ripple_tex = 0.02 + 0.04 * np.clip((ys - ref) / 0.4, 0.0, 1.0)
+    rippled = (cv2.blur(horizontal, (9, 9)) > 0.7) & (texture < ripple_tex)
+    cand = ((texture < 0.006) | rippled) & (ys >= ref) & (light > 0.5 * mirrored)
+    mirrored_part = (ys < axis / h) & (texture < 0.004)
+    cand &= _colours_of(lab, (cand & (ys < ref + 0.05)) | mirrored_part)
+    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+    # The water ends at a strong edge (a jetty's front board, a boat's hull) even where the
+    # thing beyond it has one of the sky's colours.
+    gray = cv2.GaussianBlur(light, (0, 0), 1.0)
+    edge = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+    cand &= edge < 8.0 * SHORE_EDGE
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
+    water = np.zeros((h, w), bool)
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if y > top + 0.05 * h or area < 0.035 * h * w or bw < 0.3 * w:
+            continue  # water begins at the shore and is wide
+        comp = labels == i
+        if float(np.median(horizontal[comp])) < 0.58:
+            continue
+        water |= comp
+    return _fill_small_holes(water, 0.01)
+
+
 def _drop_sky_continuations(lab: np.ndarray, water: np.ndarray, sky: np.ndarray) -> np.ndarray:
     """Water candidates that the sky flows into without a seam are the sky's own lower part.
 
@@ -283,15 +383,27 @@ def find_regions(rgb: np.ndarray, hint_sky: bool = False, hint_water: bool = Fal
         first = _drop_sky_continuations(lab, first, sky)
         if first.any():
             sky = _components_touching(sky & ~first, seeds)
-    water = detect_water(lab, texture, horizontal, sky, sky_lab, hint_water)
-    if sky_lab is not None:
-        # The same seamless test below the grown sky: what continues it is sky (a sky seen
-        # looking up reaches the bottom edge), not water.
-        kept = _drop_sky_continuations(lab, water, sky)
-        sky |= water & ~kept
-        water = kept
-        if _backdrop(sky, sky_lab) and not hint_sky:
-            sky = np.zeros_like(sky)
+    # A far shore mirrored in the water is better evidence than the sky's colour (a sunset's
+    # glow is not sky-blue, a sky may not be found at all), and it tells how bright the water
+    # must be: what lies below the shore and mirrors it is the water, even where the sky's
+    # growth reached it through a gap; darker gravel is not. So when there is such a shore,
+    # its water replaces the sky-based guess.
+    shore = mirrored_shore(lab[..., 0])
+    water = np.zeros_like(sky)
+    if shore is not None:
+        water = detect_water_below_shore(lab, texture, horizontal, *shore)
+        if water.any() and sky_lab is not None:
+            sky = _components_touching(sky & ~water, seeds)
+    if not water.any():
+        water = detect_water(lab, texture, horizontal, sky, sky_lab, hint_water)
+        if sky_lab is not None:
+            # The same seamless test below the grown sky: what continues it is sky (a sky seen
+            # looking up reaches the bottom edge), not water.
+            kept = _drop_sky_continuations(lab, water, sky)
+            sky |= water & ~kept
+            water = kept
+    if sky_lab is not None and _backdrop(sky, sky_lab) and not hint_sky:
+        sky = np.zeros_like(sky)
     lines = thin_lines(lab[..., 0])
     sky &= ~lines
     water &= ~lines
