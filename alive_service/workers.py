@@ -212,6 +212,22 @@ class _Waiter:
     worker: _Worker | None = None
 
 
+class _Share:
+    """A job's share of the cores, read from its worker's page each time the pipeline asks;
+    ``seen``: the shares it got, in the order they changed ([2, 1]: every core of two until
+    a second request started)."""
+
+    def __init__(self, flag: _Flag) -> None:
+        self._flag = flag
+        self.seen: list[int] = []
+
+    def __call__(self) -> int:
+        threads = self._flag.threads()
+        if not self.seen or self.seen[-1] != threads:
+            self.seen.append(threads)
+        return threads
+
+
 def _throttled(send: Callable[[tuple], None]) -> ProgressFn:
     last: dict[str, Any] = {"stage": None, "at": 0.0}
 
@@ -384,7 +400,10 @@ def _serve(settings: Settings, conn: Connection, cancel: _Flag, models: Models |
                 result = verify_mp4(request[0], parts.keys.trust_anchors, limits=request[1])
             else:
                 # The pipeline asks for its share of the cores before each stage and batch.
-                result = animate(request, parts, progress, cancel.is_set, cancel.threads)
+                share = _Share(cancel)
+                result = animate(request, parts, progress, cancel.is_set, share)
+                log.info("generated", extra={"request_id": request.request_id,
+                                             "cores": share.seen})
             conn.send(("result", result))
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the handler
             conn.send(("error", _sendable(exc)))
