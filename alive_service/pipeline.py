@@ -279,8 +279,9 @@ def draw_batches(take: Take, size: int, share: Callable[[], int | None],
     """Every frame in order, ``size`` at a time: ``take.batches(size, threads, known)``, the
     same frames, each batch drawn on the request's share of the cores at that moment. With
     a share of two or more the next batch is drawn on a second thread while the encoder
-    works through this one (in a second buffer, ~22 MB more): x264 alone keeps two cores
-    only partly busy. A batch is consumed before the next is asked for (encode_batches)."""
+    works through this one (in a second buffer, ~22-26 MB more at 720p): x264 alone keeps
+    two cores only partly busy. A batch is consumed before the next is asked for
+    (encode_batches)."""
     total = len(take)
     buffers: list[np.ndarray] = []
 

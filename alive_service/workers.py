@@ -36,8 +36,11 @@ Where workers come from: a zygote. The pool spawns one fresh interpreter (no gRP
 threads of ours) that loads the models once (Models.load) and then only forks: every worker
 is a fork of it, so the ~0.6 GB of weights and onnxruntime sessions are pages they all share
 copy-on-write, instead of a copy per worker. Measured with two workers on this machine, idle
-before any request: ~14 MB private per worker instead of ~330 MB, and 480 MB PSS for the
-whole service (alive_service/memory.py reads the figures).
+before any request: ~14 MB private per worker instead of ~330 MB, and ~445 MB PSS for the
+whole service (alive_service/memory.py reads the figures). The zygote hands back what loading
+freed before it forks (malloc_trim): otherwise the workers' first allocations land on those
+shared pages and copy them, and the zygote keeps its copy of the garbage (~70 MB more PSS at
+the 2-request peak).
 Forking is safe there because the zygote runs no Python thread and no onnxruntime pool: every
 CPU session has one intra-op thread, which onnxruntime runs on the caller's thread (the
 motion model's frame threads start on first use, in the worker). The native pools that do
