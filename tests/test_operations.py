@@ -95,6 +95,34 @@ def test_a_user_over_the_rate_limit_is_told_to_slow_down_and_others_are_not(
         assert patient.animate(landscape_jpeg, "", SMALL).info.video_id
 
 
+def test_queued_requests_are_served_in_the_order_they_arrived(
+    tmp_path: Path, landscape_jpeg: bytes,
+) -> None:
+    with ServerProcess(data_dir=tmp_path / "data", env={
+        "ALIVE_WORKERS": "1", "ALIVE_QUEUE_DEPTH": "4",
+    }) as server:
+        finished: list[str] = []
+        lock = threading.Lock()
+
+        def animate(user: str, options: pb.AnimateOptions) -> None:
+            with AliveClient(server.addr, token=server.token(user)) as client:
+                client.animate(landscape_jpeg, options=options)
+            with lock:
+                finished.append(user)
+
+        first = threading.Thread(target=animate, args=("first", SLOW))
+        first.start()
+        time.sleep(0.5)  # it holds the one worker; the others queue behind it, in this order
+        queued = []
+        for user in ("second", "third", "fourth"):
+            queued.append(threading.Thread(target=animate, args=(user, SMALL)))
+            queued[-1].start()
+            time.sleep(0.15)
+        for t in (first, *queued):
+            t.join()
+    assert finished == ["first", "second", "third", "fourth"]
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: nothing to share")
 def test_a_lone_request_gets_every_core_and_shares_them_when_another_starts(
     tmp_path: Path, landscape_jpeg: bytes,
