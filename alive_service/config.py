@@ -24,11 +24,13 @@ class Settings:
     # Work limits: generation is CPU bound, so run at most one per core and queue a few.
     workers: int = field(default_factory=lambda: os.cpu_count() or 2)
     queue_depth: int = 8
-    # CPU threads one request may use. 1: one core each, so latency under load stays near
-    # twice a lone request's (the production-readiness target: p95 with 4 clients <= 3x one
-    # client's p50). 0: every core while a request runs alone (~25% faster on an idle
-    # server, no better under load), one each otherwise.
-    request_threads: int = 1
+    # CPU threads one request may use. 0: its share of the cores, read before each stage and
+    # frame batch: every core while it runs alone, cores // running requests once others
+    # start (under load that is one each, as with 1). N: at most N. 1 keeps a lone request
+    # on one core: slower alone, but latency under load stays nearer twice a lone request's
+    # (the target: p95 with 4 clients <= 3x one client's p50; 4 clients on 2 cores wait
+    # for about one request each, so a lone request that is faster raises the ratio).
+    request_threads: int = 0
     # Per user, counted in the database so every replica enforces the same limit.
     user_requests_per_minute: int = 20
     # Video-id lookups (GetVideo, ReportVideo, ShareVideo) per user: all of them a minute, and

@@ -12,9 +12,11 @@ own request down.
 Life cycle of one job::
 
     gRPC handler thread: for event in WorkerPool.animate(request, cancelled): ...
-      |  admitted, or Full past workers + queue_depth; waits (queued) for an idle worker
-      |  CPU threads: ALIVE_REQUEST_THREADS (0: cores // busy workers)
-      |  pipe -> worker: ("job", AnimateRequest, threads)
+      |  admitted, or Full past workers + queue_depth; waits (queued, first come first
+      |  served) for an idle worker
+      |  pipe -> worker: ("job", AnimateRequest)
+      |  shared page -> worker: its share of the cores, rewritten whenever a job starts or
+      |  ends (cores // running jobs, at most ALIVE_REQUEST_THREADS when that is not 0)
       v
     worker process: pipeline.animate(...) with the zygote's models, its own store connection
       |  and keys
@@ -34,8 +36,11 @@ Where workers come from: a zygote. The pool spawns one fresh interpreter (no gRP
 threads of ours) that loads the models once (Models.load) and then only forks: every worker
 is a fork of it, so the ~0.6 GB of weights and onnxruntime sessions are pages they all share
 copy-on-write, instead of a copy per worker. Measured with two workers on this machine, idle
-before any request: ~14 MB private per worker instead of ~330 MB, and 480 MB PSS for the
-whole service (alive_service/memory.py reads the figures).
+before any request: ~14 MB private per worker instead of ~330 MB, and ~445 MB PSS for the
+whole service (alive_service/memory.py reads the figures). The zygote hands back what loading
+freed before it forks (malloc_trim): otherwise the workers' first allocations land on those
+shared pages and copy them, and the zygote keeps its copy of the garbage (~70 MB more PSS at
+the 2-request peak).
 Forking is safe there because the zygote runs no Python thread and no onnxruntime pool: every
 CPU session has one intra-op thread, which onnxruntime runs on the caller's thread (the
 motion model's frame threads start on first use, in the worker). The native pools that do
@@ -55,13 +60,13 @@ import mmap
 import multiprocessing as mp
 import os
 import pickle
-import queue
 import select
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import reduction
 from multiprocessing.connection import Connection, Pipe
 from typing import TYPE_CHECKING, Any
@@ -81,7 +86,7 @@ PROGRESS_EVERY_S = 0.1
 # The zygote is spawned (a fresh interpreter: grpc's threads do not survive fork); the
 # workers are forked from it.
 _CTX = mp.get_context("spawn")
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc mallopt parameters
 IDLE_TRIM_S = 5.0  # a worker this long without a job gives its freed memory back
 STOP_GRACE_S = 10.0  # a stopping worker or zygote gets this long to exit before it is killed
 
@@ -107,15 +112,17 @@ class WorkerCrashed(RuntimeError):
 
 
 class _Flag:
-    """A cancel flag both the server and one worker see: one byte of shared memory (a
-    memfd), so the pipeline can look at it between frames without a system call."""
+    """What the server tells one worker while its job runs, without a message: two bytes of
+    shared memory (a memfd), which the pipeline reads between frames without a system call.
+    Byte 0: cancel. Byte 1: the CPU threads the job may use now (the pool's share of the
+    cores, which changes as other jobs start and end)."""
 
     def __init__(self, fd: int | None = None) -> None:
         if fd is None:
             fd = os.memfd_create("alive-cancel", os.MFD_CLOEXEC)
-            os.ftruncate(fd, 1)
+            os.ftruncate(fd, 2)
         self.fd = fd
-        self._map = mmap.mmap(fd, 1)
+        self._map = mmap.mmap(fd, 2)
 
     def set(self) -> None:
         self._map[0] = 1
@@ -125,6 +132,12 @@ class _Flag:
 
     def is_set(self) -> bool:
         return self._map[0] == 1
+
+    def share(self, threads: int) -> None:
+        self._map[1] = max(1, min(255, threads))
+
+    def threads(self) -> int:
+        return max(1, self._map[1])
 
     def close_fd(self) -> None:
         """The mapping stays; the descriptor is only needed to hand the page over."""
@@ -185,11 +198,38 @@ def _stop_process(conn: Connection, process: Any) -> None:
         process.kill()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     process: _Forked
     conn: Connection
     cancel: _Flag
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A job queued for a worker. A worker coming free goes straight to the job that has
+    waited longest: when queued jobs polled for one instead, whichever polled first won
+    (three queued requests came out in a mixed order 3 runs of 3), which spreads the waits
+    of a loaded server: some requests wait for none, others for several."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    worker: _Worker | None = None
+
+
+class _Share:
+    """A job's share of the cores, read from its worker's page each time the pipeline asks;
+    ``seen``: the shares it got, in the order they changed ([2, 1]: every core of two until
+    a second request started)."""
+
+    def __init__(self, flag: _Flag) -> None:
+        self._flag = flag
+        self.seen: list[int] = []
+
+    def __call__(self) -> int:
+        threads = self._flag.threads()
+        if not self.seen or self.seen[-1] != threads:
+            self.seen.append(threads)
+        return threads
 
 
 def _throttled(send: Callable[[tuple], None]) -> ProgressFn:
@@ -217,19 +257,24 @@ def _sendable(exc: BaseException) -> BaseException:
 def _keep_freed_memory() -> None:
     """Keep freed blocks under 64 MB in the process instead of handing them back to the
     kernel. A request allocates and frees hundreds of MB of frames and planes; with glibc's
-    defaults each video took ~15k page faults here, with this ~0.7k (about 4% of its CPU)."""
+    defaults each video took ~15k page faults here, with this ~0.7k (about 4% of its CPU).
+    One malloc arena for all threads: the encoder's and the output check's threads would
+    otherwise each grow an arena of their own, where the blocks the request's main thread
+    freed (frames, the photo) cannot be reused (~13 MB less at the 2-request peak)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return  # not glibc: nothing to tune
     libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)
     libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    libc.mallopt(_M_ARENA_MAX, 1)
 
 
 def _give_back_freed_memory() -> None:
     """Return what _keep_freed_memory kept (~250 MB after a 720p request) to the kernel. Done
     only once a worker has had no job for IDLE_TRIM_S: under load the next request reuses
-    those pages; an idle service should not hold them in every worker."""
+    those pages; an idle service should not hold them in every worker. The zygote does it
+    once before it forks (~70 MB that loading the models freed)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
@@ -272,6 +317,10 @@ def _zygote(settings: Settings, conn: Connection) -> None:
     # Objects that live as long as the process, moved out of the collector's sight: a
     # collection in a worker would otherwise write to (and so copy) every page they are on.
     gc.freeze()
+    # What loading freed (parsed model files, temporary tensors: ~70 MB) is still mapped,
+    # shared with every worker: a worker that allocated there would copy the page, and the
+    # zygote would keep its own copy of garbage (~90 MB of the 2-request peak).
+    _give_back_freed_memory()
     log.info("zygote ready", extra={"pid": os.getpid(), "models_shared": models is not None,
                                     "os_threads": _os_threads()})
     conn.send(("ready", os.getpid()))
@@ -348,13 +397,17 @@ def _serve(settings: Settings, conn: Connection, cancel: _Flag, models: Models |
         if message is None:
             return
         trimmed = False
-        kind, request, threads = message
+        kind, request = message
         progress = _throttled(conn.send)
         try:
             if kind == "verify":  # request: (mp4 bytes, VideoLimits)
                 result = verify_mp4(request[0], parts.keys.trust_anchors, limits=request[1])
             else:
-                result = animate(request, parts, progress, cancel.is_set, threads)
+                # The pipeline asks for its share of the cores before each stage and batch.
+                share = _Share(cancel)
+                result = animate(request, parts, progress, cancel.is_set, share)
+                log.info("generated", extra={"request_id": request.request_id,
+                                             "cores": share.seen})
             conn.send(("result", result))
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the handler
             conn.send(("error", _sendable(exc)))
@@ -456,18 +509,20 @@ class WorkerPool:
         self.capacity = self.size + max(0, queue_depth)
         self.cores = cores or os.cpu_count() or 1
         self.typical_job_s = typical_job_s
-        # Last in, first out: a lone client keeps hitting the same warm worker.
-        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards all of the below
+        # A stack, last in first out: a lone client keeps hitting the same warm worker.
+        self._idle: list[_Worker] = []
+        self._waiting: deque[_Waiter] = deque()  # first come, first served
+        # Workers with a job, oldest job first: they share the cores (_share_cores).
+        self._running: list[_Worker] = []
         self._admitted = 0  # jobs in the building: running, queued, or draining
-        self._busy = 0  # jobs holding a worker
         self._closed = False
         self.pids: set[int] = set()
         self._zygote = _Zygote(settings)
 
     @property
     def queued(self) -> int:
-        return max(0, self._admitted - self._busy)
+        return max(0, self._admitted - len(self._running))
 
     def _full(self) -> Full:
         waves = self._admitted / self.size
@@ -487,7 +542,7 @@ class WorkerPool:
         starting = [self._zygote.fork(timeout_s) for _ in range(self.size)]
         for worker in starting:
             self._await_ready(worker, timeout_s)
-            self._idle.put(worker)
+            self._hand_over(worker)
         log.info("workers ready", extra={"workers": self.size, "pids": sorted(self.pids),
                                          "zygote": self._zygote.pid})
 
@@ -521,7 +576,7 @@ class WorkerPool:
                     time.sleep(5.0)
                     continue
                 log.info("worker replaced", extra={"pid": worker.process.pid})
-                self._idle.put(worker)
+                self._hand_over(worker)
                 return
 
         threading.Thread(target=restart, name="worker-restart", daemon=True).start()
@@ -548,14 +603,11 @@ class WorkerPool:
         worker: _Worker | None = None
         try:
             worker = self._take(cancelled, request_id)
-            with self._lock:
-                self._busy += 1
-                # A lone request may use every core; with others running, one each.
-                threads = max(1, self.cores // self._busy)
-            if self.settings.request_threads > 0:
-                threads = min(threads, self.settings.request_threads)
             worker.cancel.clear()
-            self._send(worker, (*job, threads), request_id)
+            with self._lock:
+                self._running.append(worker)
+                self._share_cores()
+            self._send(worker, job, request_id)
             while True:
                 kind, *payload = self._receive(worker, cancelled, request_id)
                 if kind == "progress":
@@ -575,23 +627,68 @@ class WorkerPool:
                 self._admitted -= 1
 
     def _take(self, cancelled: Callable[[], bool], request_id: str) -> _Worker:
-        """An idle, live worker; waits (queued) while none is, unless cancelled."""
+        """An idle, live worker; waits (queued, first come first served) while none is,
+        unless cancelled."""
+        first = True
         while True:
-            try:
-                worker = self._idle.get(timeout=0.1)
-            except queue.Empty:
+            waiter = _Waiter()
+            with self._lock:
+                if self._idle and not self._waiting:
+                    waiter.worker = self._idle.pop()
+                elif first:
+                    self._waiting.append(waiter)
+                else:  # its worker was dead: it keeps its place at the head of the queue
+                    self._waiting.appendleft(waiter)
+            first = False
+            while waiter.worker is None and not waiter.ready.wait(0.1):
                 if cancelled():
+                    with self._lock:
+                        handed = waiter.worker
+                        if handed is None:
+                            self._waiting.remove(waiter)
+                    if handed is not None:  # a worker came at the same moment: pass it on
+                        self._hand_over(handed)
                     log.info("cancelled", extra={"request_id": request_id, "code": "CANCELLED",
                                                  "stage": "queued", "frames_done": 0,
                                                  "frames_total": 0})
-                    raise Cancelled("queued", 0, 0) from None
-                continue
+                    raise Cancelled("queued", 0, 0)
+            worker = waiter.worker
+            assert worker is not None
             if worker.process.is_alive():
                 return worker
             # Died while idle: not this request's fault.
             log.error("idle worker died", extra={"pid": worker.process.pid,
                                                  "exit_code": worker.process.exitcode})
             self._replace(worker)
+
+    def _hand_over(self, worker: _Worker) -> None:
+        """A worker that is free: to the job that has waited longest, else to the idle."""
+        with self._lock:
+            if self._waiting:
+                waiter = self._waiting.popleft()
+                waiter.worker = worker
+                waiter.ready.set()
+            else:
+                self._idle.append(worker)
+
+    def _share_cores(self) -> None:
+        """Tell every running worker its share of the cores (under the lock, whenever a job
+        starts or ends): a job that runs alone gets them all, and gives all but its share
+        back at its next frame batch when another starts (onnxruntime, OpenCV and x264 keep
+        the thread counts they started a stage with). ALIVE_REQUEST_THREADS caps a share."""
+        if not self._running:
+            return
+        cap = self.settings.request_threads or self.cores
+        each, spare = divmod(self.cores, len(self._running))
+        for i, worker in enumerate(self._running):
+            # The oldest jobs, nearest their end, get the cores that do not divide evenly.
+            worker.cancel.share(min(cap, max(1, each + (1 if i < spare else 0))))
+
+    def _stopped_running(self, worker: _Worker) -> None:
+        with self._lock:
+            if worker in self._running:
+                self._running.remove(worker)
+                self._share_cores()
 
     def _send(self, worker: _Worker, message: tuple, request_id: str) -> None:
         try:
@@ -616,8 +713,7 @@ class WorkerPool:
         log.error("worker died", extra={"pid": worker.process.pid, "exit_code": code,
                                         "request_id": request_id})
         self._replace(worker)
-        with self._lock:
-            self._busy -= 1
+        self._stopped_running(worker)
         return WorkerCrashed(f"the process generating this video stopped unexpectedly (exit "
                              f"code {code}); retry with the same idempotency key")
 
@@ -634,12 +730,11 @@ class WorkerPool:
         raise payload
 
     def _release(self, worker: _Worker) -> None:
-        with self._lock:
-            self._busy -= 1
+        self._stopped_running(worker)
         if self._closed:
             self._stop(worker)
         else:
-            self._idle.put(worker)
+            self._hand_over(worker)
 
     def _abandon(self, worker: _Worker, request_id: str) -> None:
         """The handler went away mid-job: cancel it, and let a thread wait for the worker to
@@ -673,11 +768,9 @@ class WorkerPool:
         """Stop the idle workers and the zygote (the server drains requests before it calls
         this)."""
         self._closed = True
-        while True:
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                break
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
             self._stop(worker)
         self._zygote.close()
 

@@ -409,6 +409,23 @@ def test_frames_streamed_in_batches_are_the_clip_frames_bit_for_bit(
             assert not known  # each frame drawn ahead was handed over (and let go)
 
 
+def test_frames_drawn_ahead_on_a_second_core_are_the_clip_frames_bit_for_bit(
+    model: OnnxMotionModel,
+) -> None:
+    from alive_service.pipeline import draw_batches
+
+    photo, _, _ = sky_scene()
+    clip = model.animate(photo, [], "clouds", SMALL)
+    take = model.prepare(photo, [], "clouds", SMALL)
+    # Two cores, one, and a share that falls to one when a second request starts mid-clip.
+    falls = iter([2, 2, 2, 2] + [1] * 100)
+    for share in (lambda: 2, lambda: 1, lambda: next(falls)):
+        known = take.frames([0, 5, 6, 23])
+        streamed = np.concatenate([b.copy() for b in draw_batches(take, 5, share, known)])
+        assert np.array_equal(streamed, clip.frames)
+        assert not known
+
+
 def test_a_streamed_clip_encodes_to_the_same_mp4(model: OnnxMotionModel) -> None:
     from alive_service.encode import encode_batches, encode_mp4
 

@@ -95,6 +95,56 @@ def test_a_user_over_the_rate_limit_is_told_to_slow_down_and_others_are_not(
         assert patient.animate(landscape_jpeg, "", SMALL).info.video_id
 
 
+def test_queued_requests_are_served_in_the_order_they_arrived(
+    tmp_path: Path, landscape_jpeg: bytes,
+) -> None:
+    with ServerProcess(data_dir=tmp_path / "data", env={
+        "ALIVE_WORKERS": "1", "ALIVE_QUEUE_DEPTH": "4",
+    }) as server:
+        finished: list[str] = []
+        lock = threading.Lock()
+
+        def animate(user: str, options: pb.AnimateOptions) -> None:
+            with AliveClient(server.addr, token=server.token(user)) as client:
+                client.animate(landscape_jpeg, options=options)
+            with lock:
+                finished.append(user)
+
+        first = threading.Thread(target=animate, args=("first", SLOW))
+        first.start()
+        time.sleep(0.5)  # it holds the one worker; the others queue behind it, in this order
+        queued = []
+        for user in ("second", "third", "fourth"):
+            queued.append(threading.Thread(target=animate, args=(user, SMALL)))
+            queued[-1].start()
+            time.sleep(0.15)
+        for t in (first, *queued):
+            t.join()
+    assert finished == ["first", "second", "third", "fourth"]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: nothing to share")
+def test_a_lone_request_gets_every_core_and_shares_them_when_another_starts(
+    tmp_path: Path, landscape_jpeg: bytes,
+) -> None:
+    cores = os.cpu_count() or 1
+    with ServerProcess(data_dir=tmp_path / "data", env={
+        "ALIVE_WORKERS": "2", "ALIVE_REQUEST_THREADS": "0",
+    }) as server, AliveClient(server.addr, token=server.token("u")) as client:
+        client.animate(landscape_jpeg, options=SMALL)
+        pair = [threading.Thread(target=client.animate, args=(landscape_jpeg,),
+                                 kwargs={"options": SLOW}) for _ in range(2)]
+        for t in pair:
+            t.start()
+        for t in pair:
+            t.join()
+        shares = [e["cores"] for e in log_events(server) if e.get("msg") == "generated"]
+    assert shares[0] == [min(cores, 255)]  # alone from start to end
+    # Side by side, each ran on half the cores for at least part of its clip (the first to
+    # start may have had them all until the second arrived, the last to end after).
+    assert len(shares) == 3 and all(min(s) == cores // 2 for s in shares[1:]), shares
+
+
 def test_work_stops_when_the_client_goes_away(
     one_worker: ServerProcess, landscape_jpeg: bytes,
 ) -> None:
