@@ -185,6 +185,56 @@ def test_water_ripples_near_the_viewer_but_the_boat_stays_put(model: OnnxMotionM
     assert np.mean(change[resized(open_water, clip)] > 2) > 0.5
 
 
+def test_the_far_water_next_to_the_shore_ripples_too(model: OnnxMotionModel) -> None:
+    # The strip of lake just below the far shore: the perspective ripples there used to be
+    # finer than the motion grid and aliased into a shimmer that hardly changed a pixel.
+    photo, boat, _ = lake_scene()
+    horizon = int(0.45 * photo.shape[0])
+    far = np.zeros_like(boat)
+    far[horizon + 2 : horizon + 40] = True
+    for long_side in (320, 640):
+        clip = model.animate(photo, [], "", MotionOptions(long_side=long_side, duration_s=1.0))
+        assert np.mean(moved(clip)[resized(far, clip)] > 2) > 0.45, long_side
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "top", "reach"),
+    [(90, 160, 0.4, 0.15), (90, 160, 0.27, 0.28), (90, 160, 0.5, 0.5), (40, 160, 0.57, 0.43),
+     (160, 90, 0.6, 0.4)],
+)  # fmt: skip
+def test_ripples_never_fold_the_water_over_itself(
+    motion_dir: Path, h: int, w: int, top: float, reach: float
+) -> None:
+    # A ripple steeper than its wavelength allows samples the photo back to front: mirrored,
+    # torn water (a wobbling picture). The backward map x -> x + flow(x) must stay one-to-one
+    # (positive Jacobian) over the whole loop, for distant, near, panorama and portrait water.
+    from alive_service.motion.layout import PARAM_INDEX, PARAM_NAMES
+    from inference import onnx_session
+
+    session = onnx_session(motion_dir / "motion_fields.onnx", threads=1)
+    params = np.zeros(len(PARAM_NAMES), np.float32)
+    long_side = 4 * max(h, w)
+    values = {"water_px": 0.0045 * long_side * 2.0 / 4, "water_horizon": top, "water_reach": reach,
+              "water_theta": 0.3, "water_phase": 1.0, "water_cycles": 2.0, "crossfade": 0.3,
+              "ease": 0.1, "water_slope": 0.25}  # fmt: skip
+    for name, v in values.items():
+        params[PARAM_INDEX[name]] = v
+    regions = np.zeros((2, h, w), np.float32)
+    regions[1, int(top * h) : int((top + reach) * h)] = 1.0
+    faces = np.zeros((1, 12), np.float32)
+    faces[0, :10], faces[0, 10] = -1e4, 1.0
+    times = np.arange(48, dtype=np.float32) / 48
+    basis, coef_a, _, _ = session.run(
+        None, {"regions": regions, "faces": faces, "params": params, "times": times}
+    )
+    flow = np.einsum("tk,kchw->tchw", coef_a, basis)
+    assert np.abs(flow).max() > 0.25  # it does move (cells)
+    dx_dx, dy_dx = np.gradient(flow, axis=3)[:, 0], np.gradient(flow, axis=3)[:, 1]
+    dx_dy, dy_dy = np.gradient(flow, axis=2)[:, 0], np.gradient(flow, axis=2)[:, 1]
+    det = (1 + dx_dx) * (1 + dy_dy) - dy_dx * dx_dy
+    assert det[:, regions[1] > 0].min() > 0.05
+
+
 def test_sky_switched_off_stays_still_and_the_camera_does_not_step_in(
     model: OnnxMotionModel,
 ) -> None:

@@ -39,6 +39,7 @@ from alive_service.motion.layout import PARAM_INDEX
 # shifts the whole set. Frequencies are cycles per unit of ground-plane depth (see _water).
 _WAVES = ((0.0, 2.2, 1.0, 1.0), (0.55, 3.1, 2.0, 0.6), (-0.7, 4.3, 3.0, 0.4))
 TWO_PI = 2.0 * math.pi
+WATER_D_FAR = 0.3  # d (focal lengths below the horizon) of the farthest water drawn
 
 
 def _p(params: torch.Tensor, name: str) -> torch.Tensor:
@@ -89,14 +90,34 @@ class MotionFieldNet(nn.Module):
     def _water(water, params, xs, ys, h, w, t) -> tuple[torch.Tensor, torch.Tensor]:
         # Waves on a ground plane seen in perspective: depth Z ~ 1/d with d the height below
         # the horizon, so ripples shrink toward the horizon and swell near the viewer.
+        # Lengths on the image plane are in units of the focal length, taken as the height of
+        # a 16:9 frame of the photo's width (or the height, if taller): cropping a photo to a
+        # panorama must not shrink its ripples with its height.
+        # (From the coordinate grids, not h and w: the graph is traced, and a Python max of
+        # the sizes would be frozen to the tracing size.)
+        focal = torch.maximum(ys[-1, 0] + 0.5, 0.5625 * (xs[0, -1] + 0.5))
         horizon = _p(params, "water_horizon") * h
-        d = torch.clamp((ys - horizon) / h, min=0.0) + 0.03
+        below = torch.clamp((ys - horizon) / focal, min=0.0)
+        # The far water is seen no closer to the horizon than WATER_D_FAR: below that the
+        # true ripples are finer than the 4-pixel grid (they alias into per-cell noise that
+        # neither the eye nor optical flow reads as waves), so the far part of a distant lake
+        # used to stand still. The hypot keeps the near water's perspective as it was.
+        d = torch.sqrt(below * below + WATER_D_FAR * WATER_D_FAR)
         z = 1.0 / d
-        x_plane = (xs - 0.5 * w) / h * z
-        reach = torch.clamp(_p(params, "water_reach"), min=0.05) + 0.03  # d at the water's foot
+        x_plane = (xs - 0.5 * w) / focal * z
+        # The height of the water area, in focal lengths.
+        reach = torch.clamp(_p(params, "water_reach"), min=0.05) * (ys[-1, 0] + 0.5) / focal
+        foot = torch.sqrt(reach * reach + WATER_D_FAR * WATER_D_FAR)  # d at the water's foot
         # Amplitude ~ d (the apparent size of a wave of fixed height): strongest nearest the
-        # viewer; the fine ripples near the horizon, which the grid could not carry, fade out.
-        amp = _p(params, "water_px") * torch.clamp(d / reach, max=1.0) * water
+        # viewer. Capped at a slope: a ripple may shift the picture by at most water_slope of
+        # the main wave's wavelength (at least d^2 / freq focal lengths) over 2 pi, so no wave
+        # folds the water over itself (mirrored, torn water: a wobbling picture), and the far
+        # ripples, which the floor above keeps wide, still shift by a pixel or more.
+        wavelength = d * d * focal / _WAVES[0][1]  # cells
+        amp = torch.minimum(
+            _p(params, "water_px") * torch.clamp(d / foot, max=1.0),
+            _p(params, "water_slope") * wavelength / TWO_PI,
+        ) * water
         theta0 = _p(params, "water_theta")
         phase0 = _p(params, "water_phase")
         cycles = _p(params, "water_cycles")

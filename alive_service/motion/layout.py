@@ -18,6 +18,7 @@ PARAM_NAMES = (
     "crossfade",  # fraction of the loop, at its end, over which the sky phases crossfade
     "water_reach",  # height of the water area (top to bottom) as a fraction of the field height
     "ease",  # fraction of the loop at each end over which the sky drift eases in / out
+    "water_slope",  # largest ripple shift per wavelength / 2 pi (0.25 at strength 1)
 )
 PARAM_INDEX = {name: i for i, name in enumerate(PARAM_NAMES)}
 FACE_COLS = 12  # 5 landmarks (x, y) in field cells, eye distance in cells, valid flag

@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 SKY_SPEED = 0.008  # drift per second
 SKY_MAX = 0.04  # cap on the drift over one loop (the crossfade shows both ends)
 WATER_AMP = 0.0045  # ripple amplitude nearest the viewer
+# A ripple's largest shift per wavelength / 2 pi at strength 1. Calm captions scale it down;
+# strengths above 1 do not raise it (only the amplitude of the long near waves, below it):
+# at 0.3 the big waves of a near lake already fold the water over itself (fieldnet._water).
+WATER_SLOPE = 0.25
 CAMERA_ZOOM = 0.025
 CAMERA_PAN = 0.004
 EASE = 0.1  # fraction of the loop at each end over which the drift eases in / out
@@ -211,6 +215,7 @@ class OnnxMotionModel:
             "crossfade": CROSSFADE,
             "water_reach": regions.water_bottom - regions.water_top if use_water else 1.0,
             "ease": EASE,
+            "water_slope": WATER_SLOPE * min(water_s, 1.0) if use_water else 0.0,
         }
         params = np.zeros(len(PARAM_NAMES), np.float32)
         for name, v in values.items():
