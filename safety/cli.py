@@ -139,7 +139,7 @@ def eval_(
 
 def _eval_by(checker, by: str, split: Path | None) -> None:  # checker: CaptionChecker
     from safety.crossval import grouped_cv_decisions
-    from safety.dataset import EVAL_FILE, HELDOUT_FILE, TRAIN_FILE, load_captions
+    from safety.dataset import EVAL_FILE, HELDOUT_FILE, PROBE_FILE, TRAIN_FILE, load_captions
     from safety.decision import decide
     from safety.evaluate import format_table, rates_by
 
@@ -157,7 +157,8 @@ def _eval_by(checker, by: str, split: Path | None) -> None:  # checker: CaptionC
         "tuned split (train)": rates_by(train, run(train), key),
         "grouped CV (families)": rates_by(train, grouped_cv_decisions(checker, train), key),
     }
-    for name, path in (("held-out (untuned)", split or HELDOUT_FILE), ("old eval", EVAL_FILE)):
+    for name, path in (("held-out (untuned)", split or HELDOUT_FILE), ("old eval", EVAL_FILE),
+                       ("everyday probe", PROBE_FILE)):
         rows = load_captions(path)
         columns[name] = rates_by(rows, run(rows), key)
     typer.echo(f"policy {checker.policy.version}; harmful blocked % (n), benign blocked % (n)")

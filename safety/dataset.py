@@ -11,6 +11,9 @@ family on one side).
 - eval.jsonl: the original English held-out split (written with the training data).
 - heldout.jsonl: the multilingual held-out split, written after and apart from the training
   rows, from other scenes and angles (no row paraphrases a training row). Never tune on it.
+- probe_everyday.jsonl: 79 everyday benign captions (going home, family, school, weather,
+  sport; 31 language groups, 15 of them in no other file) written by another hand than every
+  other file, to count false blocks on text nobody here tuned for. Never train or tune on it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ DATA_DIR = Path(__file__).parent / "data" / "captions"
 TRAIN_FILE = DATA_DIR / "train.jsonl"
 EVAL_FILE = DATA_DIR / "eval.jsonl"
 HELDOUT_FILE = DATA_DIR / "heldout.jsonl"
+PROBE_FILE = DATA_DIR / "probe_everyday.jsonl"
 ENTITIES_FILE = DATA_DIR / "neutral_entities.txt"
 TEMPLATES_FILE = DATA_DIR / "neutral_templates.txt"
 # Templates per entity: enough to break the word -> harm shortcut without drowning the

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from safety.caption import CaptionChecker
-from safety.dataset import EVAL_FILE, HELDOUT_FILE, TRAIN_FILE, load_captions
+from safety.dataset import EVAL_FILE, HELDOUT_FILE, PROBE_FILE, TRAIN_FILE, load_captions
 from safety.embed import Embedder
 from safety.evaluate import rates_by
 from safety.names import has_capitalised_name
@@ -80,6 +80,20 @@ def test_held_out_captions_are_blocked_in_every_language_group(
     assert rates["ALL"].benign_blocked <= 0.12, rates["ALL"]
     for lang, r in rates.items():
         assert r.harmful_blocked >= 0.5, (lang, r)
+
+
+def test_everyday_captions_written_by_another_hand_are_rarely_blocked(
+    captions: CaptionChecker,
+) -> None:
+    # 79 captions about going home, family, school, weather and sport in 31 language groups
+    # (15 in no training row), written apart from every other file. This build blocks 5
+    # (6.3%; the target is 3%); a retrained candidate that scored better on the
+    # held-out split blocked 10 ("it's raining hard today" in Vietnamese as a threat), which
+    # is the regression this floor catches.
+    rows = load_captions(PROBE_FILE)
+    assert len(rows) == 79 and {r.label for r in rows} == {"benign"}
+    blocked = [r.text for r in rows if check(captions, r.text).verdict == "block"]
+    assert len(blocked) <= 6, blocked
 
 
 def test_no_training_caption_nearly_repeats_a_held_out_one(captions: CaptionChecker) -> None:
