@@ -33,9 +33,15 @@ def local_sd(y: np.ndarray, window: int) -> np.ndarray:
     return np.sqrt(np.maximum(cv2.blur(y * y, (window, window)) - mean * mean, 0.0))
 
 
+def flat_luma(y: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels of a float32 luma plane with no texture around them to hide a
+    pattern (the frame's edges included; the watermark's masking gate reads this)."""
+    return local_sd(y, WINDOW) < FLAT_SD
+
+
 def flat_pixels(image: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels of an RGB image with no texture around them to hide a pattern."""
-    flat = local_sd(_luma(image), WINDOW) < FLAT_SD
+    flat = flat_luma(_luma(image))
     flat[:EDGE], flat[-EDGE:], flat[:, :EDGE], flat[:, -EDGE:] = False, False, False, False
     return flat
 

@@ -47,9 +47,8 @@ import cv2
 import numpy as np
 
 from alive_service.vocabulary import VIDEO_ID_FORMAT, is_video_id
-from provenance import visibility
 from provenance.colour import LUMA_WEIGHTS, Y_OFFSET, Y_SCALE
-from provenance.visibility import local_sd
+from provenance.visibility import flat_luma, local_sd
 
 # The soft-binding algorithm name in the C2PA manifest; also seeds the carriers, so a new
 # version of the mark reads nothing from another version's files.
@@ -264,14 +263,16 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
     host_small = _host_small(frames)
     host = _to_grid(host_small, (rows, cols))
     calm = _cell_weights(host)
-    masked = _masked_weights(_activity(frames, (rows, cols)))
+    # The middle frame at pixel scale: how much texture hides the mark where.
+    middle = _luma(frames[_middle(len(frames))].astype(np.float32))
+    masked = _masked_weights(_activity(middle, (rows, cols)))
     bit_of = _carriers((rows, cols))[0]
     weak = np.zeros(N_BITS, bool)
     # Masking spends amplitude where the reader listens least; only the fine grid's extra
     # cells per bit pay for that. On the 48-cell grid it lost ids after a 50% downscale (a
     # 640 px video read 6 of 12 masked, 12 of 12 calm-first; a 1280x316 panorama none).
     # A picture with no flat area (a forest, a facade) has nothing for masking to protect.
-    masking = _embed_cells(h, w) == CELLS_FINE and _flat_share(frames) >= MASK_MIN_FLAT
+    masking = _embed_cells(h, w) == CELLS_FINE and flat_luma(middle).mean() >= MASK_MIN_FLAT
     for share in (*(MASK_SHARES if masking else ()), None):
         if share is None:  # the picture still drowns some bit: calm-first everywhere
             weight = calm
@@ -339,19 +340,13 @@ def _plan(
     return draw(amp), soft_bits(host + render(amp)) * bits
 
 
-def _activity(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Per cell, how busy the picture is at pixel scale (mean 5x5 standard deviation of the
-    middle frame's luma): texture that hides a pattern from the eye (grass, fur, foliage)
-    even where cell averages are calm."""
-    sd = local_sd(_luma(frames[_middle(len(frames))].astype(np.float32)), 5)
+def _activity(y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per cell, how busy the picture is at pixel scale (mean 5x5 standard deviation of a
+    frame's luma): texture that hides a pattern from the eye (grass, fur, foliage) even
+    where cell averages are calm."""
+    sd = local_sd(y, 5)
     grid = cv2.resize(sd, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
     return cv2.blur(grid, (3, 3), borderType=cv2.BORDER_REFLECT)
-
-
-def _flat_share(frames: np.ndarray) -> float:
-    """Share of the middle frame's pixels where no texture would hide the mark."""
-    y = _luma(frames[_middle(len(frames))].astype(np.float32))
-    return float(np.mean(local_sd(y, visibility.WINDOW) < visibility.FLAT_SD))
 
 
 def _masked_weights(activity: np.ndarray) -> np.ndarray:
