@@ -81,7 +81,7 @@ MIN_PSNR_DB = 40.3  # embed scales the pattern down if it would cost more than t
 MAX_RMS = 255.0 / 10 ** (MIN_PSNR_DB / 20)  # the pattern's RMS at that PSNR
 SOFTEN = 0.15  # edge blur of a cell, as a fraction of the cell size
 WORK_CELL_PX = 8  # the pattern is drawn at a resolution with this many pixels per cell
-N_ERASE = 5  # weakest bits the sharpness measure leaves out
+SHARPNESS_SKIP = 5  # weakest bits the sharpness measure leaves out
 N_FLIP = 6  # weakest bits the decoder may flip (2^6 CRC trials, only past MIN_SHARPNESS)
 # Sharpness of unmarked pictures under this reader, 21 photos x 2 sizes x 3 grids x 300
 # carrier draws (37,800 reads; `python -m tools.provenance_bench --only false-ids --draws 300`):
@@ -439,12 +439,12 @@ def embed(frames: np.ndarray, video_id: str) -> None:
 
 
 def _sharpness(soft: np.ndarray) -> float:
-    """Mean over spread of |soft| without the N_ERASE weakest bits.
+    """Mean over spread of |soft| without the SHARPNESS_SKIP weakest bits.
 
     A marked video puts nearly every bit at a similar, clearly non-zero level (>3); an
     unmarked picture gives half-normal noise (~1.4).
     """
-    mags = np.sort(np.abs(soft))[N_ERASE:]
+    mags = np.sort(np.abs(soft))[SHARPNESS_SKIP:]
     return float(mags.mean() / (mags.std() + 1e-9))
 
 
