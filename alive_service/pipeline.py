@@ -288,19 +288,9 @@ def draw_batches(take: Take, size: int, share: Callable[[], int | None],
     def draw(first: int, slot: int, threads: int | None) -> np.ndarray:
         while len(buffers) <= slot:
             buffers.append(np.empty((min(size, total), *take.shape[1:]), np.uint8))
-        out = buffers[slot][: min(total, first + size) - first]
-        t = first
-        while t < first + len(out):
-            if t in known:  # drawn ahead for the checks: copied, and let go
-                out[t - first] = known.pop(t)
-                t += 1
-                continue
-            stop = t + 1
-            while stop < first + len(out) and stop not in known:
-                stop += 1
-            take.painter.paint(t, stop, out[t - first : stop - first], threads)
-            t = stop
-        return out
+        # Frames drawn ahead for the checks are copied, and let go.
+        return take.fill(first, buffers[slot][: min(total, first + size) - first], threads,
+                         known)
 
     with ThreadPoolExecutor(1, thread_name_prefix="draw-ahead") as helper:
         ahead: Future[np.ndarray] | None = None

@@ -23,7 +23,8 @@ Life cycle of one request::
       |  take.frames(indices): a few chosen frames (the watermark planner's and the output
       |    check's samples)
       |  take.batches(size): every frame in order, `size` at a time, into one reused buffer
-      v    (the service streams these into the encoder: no request holds the whole clip raw)
+      |    (the service streams these into the encoder: no request holds the whole clip raw)
+      v  take.fill(first, out): one such batch into a buffer of the caller's
     Clip (MotionModel.animate = prepare + take.clip()): all frames (T, H, W, 3) uint8 at
       once, for the evals and benches; the same frames bit for bit as the batches
 """
@@ -163,13 +164,22 @@ class Take:
         known = known if known is not None else {}
         buffer = np.empty((min(size, total), *self.shape[1:]), np.uint8)
         for first in range(0, total, size):
-            last = min(total, first + size)
-            for start, stop, _at in _runs([t for t in range(first, last) if t not in known]):
-                self.painter.paint(start, stop, buffer[start - first : stop - first], threads)
-            for t in range(first, last):
-                if t in known:
-                    buffer[t - first] = known.pop(t)
-            yield buffer[: last - first]
+            yield self.fill(first, buffer[: min(total, first + size) - first], threads, known)
+
+    def fill(
+        self, first: int, out: np.ndarray, threads: int | None = None,
+        known: dict[int, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Frames ``first`` .. ``first + len(out) - 1`` into ``out`` (returned): those in
+        ``known`` copied and removed from it, the others drawn."""
+        known = known if known is not None else {}
+        last = first + len(out)
+        for start, stop, _at in _runs([t for t in range(first, last) if t not in known]):
+            self.painter.paint(start, stop, out[start - first : stop - first], threads)
+        for t in range(first, last):
+            if t in known:
+                out[t - first] = known.pop(t)
+        return out
 
     def clip(self, progress: Progress | None = None, threads: int | None = None) -> Clip:
         """Every frame at once (what ``MotionModel.animate`` returns)."""
