@@ -160,6 +160,18 @@ def detect_sky(
     return sky, median, seeds
 
 
+def _smooth_or_rippled(
+    texture: np.ndarray, horizontal: np.ndarray, ys: np.ndarray, ref: float, smooth_tex: float,
+) -> np.ndarray:
+    """Pixels that could be a water surface: smooth (fine texture under ``smooth_tex``), or
+    horizontally streaked with no more texture than ripples make at their distance below
+    ``ref`` (the water's top, as a fraction of the height; ``ys``: each row's)."""
+    # Ripples grow toward the viewer (perspective), and so does the texture they make.
+    ripple_tex = 0.02 + 0.04 * np.clip((ys - ref) / 0.4, 0.0, 1.0)
+    rippled = (cv2.blur(horizontal, (9, 9)) > 0.7) & (texture < ripple_tex)
+    return (texture < smooth_tex) | rippled
+
+
 def detect_water(
     lab: np.ndarray,
     texture: np.ndarray,
@@ -179,11 +191,8 @@ def detect_water(
     if sky_lab is not None:
         reflects = (np.abs(a - sky_lab[1]) < 10) & (np.abs(b - sky_lab[2]) < 14)
         cool = cool | reflects
-    smooth = texture < (0.008 if hint else 0.006)
-    # Ripples grow toward the viewer (perspective), and so does the texture they make.
-    ripple_tex = 0.02 + 0.04 * np.clip((ys - ref) / 0.4, 0.0, 1.0)
-    rippled = (cv2.blur(horizontal, (9, 9)) > 0.7) & (texture < ripple_tex)
-    cand = cool & (smooth | rippled) & below & ~sky
+    surface = _smooth_or_rippled(texture, horizontal, ys, ref, 0.008 if hint else 0.006)
+    cand = cool & surface & below & ~sky
     cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
     water = np.zeros((h, w), bool)
@@ -278,9 +287,8 @@ def detect_water_below_shore(
     light = lab[..., 0]
     ys = np.arange(h, dtype=np.float32)[:, None] / h
     ref = top / h
-    ripple_tex = 0.02 + 0.04 * np.clip((ys - ref) / 0.4, 0.0, 1.0)
-    rippled = (cv2.blur(horizontal, (9, 9)) > 0.7) & (texture < ripple_tex)
-    cand = ((texture < 0.006) | rippled) & (ys >= ref) & (light > 0.5 * mirrored)
+    cand = (_smooth_or_rippled(texture, horizontal, ys, ref, 0.006) & (ys >= ref)
+            & (light > 0.5 * mirrored))
     mirrored_part = (ys < axis / h) & (texture < 0.004)
     cand &= _colours_of(lab, (cand & (ys < ref + 0.05)) | mirrored_part)
     cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
