@@ -377,14 +377,14 @@ def test_command_line_tools_trust_the_configured_anchors_else_an_existing_dev_ro
 
 # Eight fixed ids: whether a bit survives depends on the id, so one random id per run makes
 # a flaky test, not a guarantee (a 640 px masked mark read 6 of 12 random ids).
-IDS_640 = tuple(f"{i:x}" * 16 for i in range(1, 9))
+FIXED_IDS = tuple(f"{i:x}" * 16 for i in range(1, 9))
 
 
 def test_a_640_px_video_is_traced_after_a_50_percent_downscale_whatever_its_id() -> None:
     from sklearn.datasets import load_sample_image
 
     clip = sample_clip(load_sample_image("china.jpg"), 426, 640, frames=36)
-    for video_id in IDS_640:
+    for video_id in FIXED_IDS:
         frames = clip.copy()
         wm.embed(frames, video_id)
         copy = reencode(encode_mp4(frames, crf=23), 28, 0.5)
@@ -398,7 +398,7 @@ def test_a_wall_of_bricks_with_no_calm_area_is_still_traced_after_a_50_percent_d
     wall = np.repeat(data.brick()[:, :, None], 3, axis=2)
     clip = sample_clip(wall, 720, 1280, frames=36)
     traced = 0
-    for video_id in IDS_640:
+    for video_id in FIXED_IDS:
         frames = clip.copy()
         wm.embed(frames, video_id)
         copy = reencode(encode_mp4(frames, crf=23), 28, 0.5)
