@@ -12,6 +12,10 @@ Life cycle of the mark::
       extract: frames of any size ─> luma ─> box-downsample to each grid ─> mean over all
                frames ─> high-pass, divided by its local level ─> correlate each bit's
                cells ─> CRC (flipping up to 6 weakest bits) ─> id, or None
+      chroma:  the same bits on a second, coarser grid (24x24 cells) in Cb, constant too,
+               for pictures whose luma cannot carry them (texture at every pixel: grass, a
+               forest; a grey wall); read when the luma levels fail, alone, then summed
+               with the luma's soft bits
 
 Why constant in time: a still area must stay still. The earlier design (com.alive.wm.v1)
 flipped P's sign over the clip's quarters so that a frame sum cancelled the picture; each
@@ -30,6 +34,13 @@ H.264's quantiser; nothing depends on which frames a copy keeps, so a re-cut loo
 like the whole clip. Why it is invisible: a couple of grey levels, soft-edged, constant
 in time, lowest on flat areas (texture masking), PSNR >= 40 dB enforced. A wrong read is
 rejected by the CRC and a sharpness test.
+Why a chroma carrier (lumamark.2): where a picture is texture at every pixel, x264's
+adaptive quantiser raises the QP over the whole frame, and after a 50% downscale and CRF 28
+the luma mark that fits under the PSNR budget is gone (grass: 0 of 8 ids), while the
+texture is still there to drown it. Such pictures have little colour texture, and a ~2-level
+Cb mark survives; the two marks share the PSNR budget, so the Cb one only takes a share
+where the luma cannot read (CHROMA_SHARE_BUSY): on every other photo the mark is exactly
+lumamark.1's, and no photo with a clear sky or a face gets any colour change.
 """
 
 from __future__ import annotations
@@ -511,12 +522,13 @@ def make_chroma_pattern(
 
 @dataclass(frozen=True)
 class LumaMark:
-    """The mark for one video, ready to add to Y planes frame by frame.
+    """The mark for one video, ready to add to I420 buffers frame by frame.
 
     About three times cheaper than embed() on RGB when the encoder converts to I420 anyway:
-    ``mark = LumaMark.plan(frames, video_id)`` once, then ``mark.apply(y, t)`` per frame
-    (y = the top H rows of the I420 buffer, modified in place). Every frame gets the same
-    pattern; ``t`` is accepted for the encoder's hook contract.
+    ``mark = LumaMark.plan(frames, video_id)`` once, then ``mark.apply(buf, t)`` per frame
+    (buf = the I420 buffer, modified in place: the luma mark on its Y plane, the Cb mark on
+    its Cb plane). Every frame gets the same pattern; ``t`` is accepted for the encoder's
+    hook contract.
     """
 
     pos: np.ndarray

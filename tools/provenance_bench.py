@@ -148,6 +148,16 @@ def _still_clips(frames: int) -> dict[str, tuple[np.ndarray, bool]]:
     }
 
 
+def _hook(design: ModuleType, clip: np.ndarray) -> Callable[[np.ndarray, int], None]:
+    """The encoder hook of a design's LumaMark: the I420 buffer, or its Y plane for the
+    designs before lumamark.2 (luma only)."""
+    mark = design.LumaMark.plan(clip, VIDEO_ID)
+    if hasattr(mark, "cb_pos"):
+        return mark.apply
+    height = clip.shape[1]
+    return lambda buf, t: mark.apply(buf[:height], t)
+
+
 def flicker(designs: dict[str, ModuleType], frames: int) -> None:
     from alive_service.encode import encode_mp4 as service_encode
 
@@ -161,8 +171,7 @@ def flicker(designs: dict[str, ModuleType], frames: int) -> None:
         plain = worst_step(service_encode(clip, 24).mp4, still)
         worst, quality = [], []
         for design in designs.values():
-            mark = design.LumaMark.plan(clip, VIDEO_ID)
-            mp4 = service_encode(clip, 24, mark=mark.apply).mp4
+            mp4 = service_encode(clip, 24, mark=_hook(design, clip)).mp4
             worst.append(worst_step(mp4, still))
             marked = clip.copy()
             design.embed(marked, VIDEO_ID)
@@ -367,12 +376,11 @@ def costs(frames: int) -> None:
     embed_ms = _ms(lambda: wm.embed(clip.copy(), video_id))
     copy_ms = _ms(lambda: clip.copy())
     i420 = [cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in clip]
-    height = clip.shape[1]
 
     def luma_path() -> None:
         mark = wm.LumaMark.plan(clip, video_id)
         for t, buf in enumerate(i420):
-            mark.apply(buf[:height], t)
+            mark.apply(buf, t)
 
     luma_ms = _ms(luma_path)
     mp4 = encode_mp4(clip, crf=23)
