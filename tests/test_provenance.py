@@ -124,6 +124,21 @@ def test_the_manifest_declares_the_watermark_as_a_soft_binding_other_verifiers_c
     assert "pad" in binding and binding["name"].startswith("Alive LumaMark")
 
 
+def test_a_lumamark_1_soft_binding_still_names_the_video_its_pixels_carry() -> None:
+    # Files signed before the Cb carrier declare lumamark.1; their luma mark is the one
+    # this reader reads first, so their binding still counts.
+    from provenance.verify import _soft_binding
+
+    value = base64.b64encode(bytes.fromhex(VIDEO_ID)).decode()
+    for alg in ("io.alive.lumamark.1", wm.ALG):
+        manifest = {"assertions": [{"label": "c2pa.soft-binding",
+                                    "data": {"alg": alg, "blocks": [{"value": value}]}}]}
+        assert _soft_binding(manifest) == (alg, VIDEO_ID)
+    other = {"assertions": [{"label": "c2pa.soft-binding",
+                             "data": {"alg": "com.example.mark", "blocks": [{"value": value}]}}]}
+    assert _soft_binding(other) == (None, None)
+
+
 def test_verify_reports_trust_signer_parameters_and_the_watermark(
     signed: bytes, keys: Path
 ) -> None:
