@@ -124,12 +124,15 @@ CHROMA_AMPLITUDE = 2.5  # Cb levels of a cell before informed embedding, at most
 # adaptive quantiser raises the QP there so far that a full-budget luma mark is gone after
 # a 50% downscale and CRF 28, while a ~2-level Cb mark survives (x264 drops a Cb change
 # much below that). A quarter where the picture has no colour texture at all (COLOURLESS:
-# median Cb high-pass level of its cells) but a busy luma (BUSY_GRID): a 1-level Cb mark
-# then reads without any picture noise (a grey brick wall: 8 of 8 ids, 6 of 8 on luma alone).
+# median Cb high-pass level of its cells) and its luma is busy at cell scale, but not with
+# large strong edges (BUSY_GRID; those leave calm cells between them where the luma reads:
+# a grey facade of white curves at 31 lost its 50% + CRF 32 read to a quarter share): a
+# 1-level Cb mark then reads without any picture noise (a grey brick wall at 7-8: 8 of 8
+# ids, 6 of 8 on luma alone).
 CHROMA_SHARE_BUSY, CHROMA_SHARE_COLOURLESS = 0.95, 0.25
 BUSY_ACTIVITY = (9.0, 13.0)  # 10th percentile of the cells' activity, ramp
 COLOURLESS = (0.6, 0.3)  # median Cb level of a cell, ramp (falling)
-BUSY_GRID = (4.0, 6.0)  # median luma level of a cell, ramp
+BUSY_GRID = (4.0, 6.0, 12.0, 16.0)  # median luma level of a cell: rising, then falling ramp
 ACTIVITY_WIDTH = 640  # px: the width the activity is measured at (a 50% copy of 720p)
 CB_WEIGHTS = BT709_LIMITED[1, :3].copy()
 # R, G, B change of a +1 Cb step with Y' and Cr unchanged (R does not move).
@@ -302,7 +305,8 @@ def chroma_share(frame: np.ndarray, middle: np.ndarray) -> float:
     small = small.astype(np.float32)
     luma = float(np.median(_level(_highpass(_luma(small)))))
     colour = float(np.median(_level(_highpass(_cb(small)))))
-    colourless = _ramp(colour, COLOURLESS) * _ramp(luma, BUSY_GRID)
+    colourless = (_ramp(colour, COLOURLESS) * _ramp(luma, BUSY_GRID[:2])
+                  * _ramp(luma, BUSY_GRID[:1:-1]))
     size = (ACTIVITY_WIDTH, max(1, round(ACTIVITY_WIDTH * h / w)))
     copy = cv2.resize(middle, size, interpolation=cv2.INTER_AREA)
     busy = _ramp(float(np.percentile(_activity(copy, shape), 10)), BUSY_ACTIVITY)
