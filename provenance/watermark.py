@@ -671,13 +671,18 @@ def _uncrop(small: np.ndarray, size: tuple[int, int], share: float) -> list[np.n
     """Both grids of the frame this one would be the centre of, had ``share`` of its width
     and height been cropped away (the lost border filled with the nearest pixels)."""
     h, w = size
+    padded = _padded(small, share)
+    shapes = _grid_shapes(round(h / (1 - share)), round(w / (1 - share)))
+    return [_to_grid(padded, shape) for shape in shapes]
+
+
+def _padded(small: np.ndarray, share: float) -> np.ndarray:
+    """``small`` in the middle of the frame it would be, had ``share`` been cropped away."""
     sh, sw = small.shape
     big_h, big_w = round(sh / (1 - share)), round(sw / (1 - share))
     top, left = (big_h - sh) // 2, (big_w - sw) // 2
-    padded = cv2.copyMakeBorder(small, top, big_h - sh - top, left, big_w - sw - left,
-                                cv2.BORDER_REPLICATE)
-    shapes = _grid_shapes(round(h / (1 - share)), round(w / (1 - share)))
-    return [_to_grid(padded, shape) for shape in shapes]
+    return cv2.copyMakeBorder(small, top, big_h - sh - top, left, big_w - sw - left,
+                              cv2.BORDER_REPLICATE)
 
 
 class _GridSums:
@@ -751,9 +756,16 @@ class _GridSums:
         # A cropped copy moves the grid: guess how much was cut (centred crops only), with
         # the strict bar, since every guess is another lottery ticket.
         mean = self.mean()
+        cb_mean = None if self.cb_total is None else self.cb_total / self.count
+        h, w = self.size
         for share in CROP_SHARES:
-            for grid in _uncrop(mean, self.size, share):
-                found = decode_from_grid(grid, strict=True)
+            softs = [soft_bits(grid) for grid in _uncrop(mean, self.size, share)]
+            if cb_mean is not None:  # the Cb carrier too, as above
+                shape = chroma_grid_shape(round(h / (1 - share)), round(w / (1 - share)))
+                cb = soft_bits(_to_grid(_padded(cb_mean, share), shape), "cb")
+                softs.append(_combined(max(softs, key=_sharpness), cb))
+            for soft in softs:
+                found = decode_soft(soft, strict=True)
                 if found[0] is not None:
                     return found
         return best
