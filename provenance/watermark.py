@@ -117,10 +117,11 @@ NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 3.4  # strength 0 and 1
 CHROMA_CELLS = 24 * 24
 CHROMA_AMPLITUDE = 2.5  # Cb levels of a cell before informed embedding, at most
 # The Cb mark's share of the PSNR budget's squared error (taken from the luma mark): none
-# on most photos, whose luma reads (a quarter taken from it everywhere cost two 1280 px eval
-# photos their read after a 50% downscale and CRF 28). Most of it where the picture is
-# texture at pixel scale everywhere (BUSY_ACTIVITY: its calmest tenth still busy, as a
-# 50% copy sees it; grass and a forest at 15-16, no other eval photo above 7): x264's
+# on most photos, whose luma reads (a quarter taken from it everywhere lowered their
+# margins: the astronaut's harshest 50%-downscale read went from CRF 32 to 28). Most of it
+# where the picture is texture at pixel scale everywhere (BUSY_ACTIVITY: its calmest tenth
+# still busy, as a 50% copy sees it; grass and a forest at 15-16, no other eval photo
+# above 8): x264's
 # adaptive quantiser raises the QP there so far that a full-budget luma mark is gone after
 # a 50% downscale and CRF 28, while a ~2-level Cb mark survives (x264 drops a Cb change
 # much below that). A quarter where the picture has no colour texture at all (COLOURLESS:
