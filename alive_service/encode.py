@@ -24,7 +24,7 @@ import numpy as np
 # The conversion and its tags live in provenance (the watermark predicts this very luma).
 from provenance.colour import rgb_to_i420_bt709, tag_bt709
 
-# Adds something to a frame's luma plane in place (the watermark), given the frame index.
+# Marks a frame's I420 buffer (H*3/2, W) in place (the watermark), given the frame index.
 LumaMarkFn = Callable[[np.ndarray, int], None]
 
 
@@ -115,7 +115,7 @@ def _encode_to(
                 raise ValueError(f"more frames than the {count} announced")
             yuv = rgb_to_i420_bt709(rgb)
             if mark is not None:
-                mark(yuv[:height], index)
+                mark(yuv, index)
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             frame.pts = index
             for packet in stream.encode(frame):

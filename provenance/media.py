@@ -30,7 +30,11 @@ def encode_mp4(frames: np.ndarray, crf: int = 23, fps: int = 24, preset: str = "
             for frame in frames:
                 even = frame[: stream.height, : stream.width]
                 i420 = rgb_to_i420_bt709(np.ascontiguousarray(even))
-                vf = av.VideoFrame.from_numpy_buffer(i420, format="yuv420p")
+                # from_ndarray, not from_numpy_buffer: PyAV 18's buffer path reads a frame
+                # whose chroma height is odd (426 rows: a 3:2 photo's 50% copy) as 424 rows
+                # and starts its Cb plane inside the Y plane, so such a copy's colour was
+                # garbage (what no real re-encoder does).
+                vf = av.VideoFrame.from_ndarray(i420, format="yuv420p")
                 for packet in stream.encode(vf):
                     container.mux(packet)
             for packet in stream.encode():

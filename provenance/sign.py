@@ -3,7 +3,7 @@
 The manifest carries
 - ``c2pa.actions.v2``: one ``c2pa.created`` action, digitalSourceType trainedAlgorithmicMedia,
   the motion model as softwareAgent, linked to the source photo (``inputTo`` ingredient);
-- ``c2pa.soft-binding``: the invisible watermark (alg ``io.alive.lumamark.1``, one block over
+- ``c2pa.soft-binding``: the invisible watermark (alg ``io.alive.lumamark.2``, one block over
   the whole clip whose value is the 8-byte video id the pixels carry) so a stripped or
   re-encoded copy can be matched back to this manifest;
 - ``com.alive.generation``: model id/version/sha256, seed and motion settings. Nothing about
@@ -29,7 +29,8 @@ GENERATION_LABEL = "com.alive.generation"
 SOFT_BINDING_LABEL = "c2pa.soft-binding"
 # Not (yet) in the C2PA soft binding algorithm list, so it is named in our own reverse-domain
 # namespace, versioned like the list's entries; the value is the 64-bit id, big-endian.
-WATERMARK_NAME = "Alive LumaMark: 64-bit video id + CRC-16 in a constant luma pattern"
+WATERMARK_NAME = ("Alive LumaMark: 64-bit video id + CRC-16 in a constant luma pattern and a "
+                  "constant Cb pattern")
 _PHOTO_LABEL = "source-photo"
 _EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic",
         "image/avif": "avif"}

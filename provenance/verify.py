@@ -19,10 +19,9 @@ import c2pa
 from provenance.sign import (
     GENERATION_LABEL,
     SOFT_BINDING_LABEL,
-    WATERMARK_ALG,
     binding_to_video_id,
 )
-from provenance.watermark import extract_video_id
+from provenance.watermark import READABLE_ALGS, extract_video_id
 
 AI_SOURCE_TYPES = frozenset(
     {
@@ -166,10 +165,10 @@ def read_manifest(data: bytes, trust_anchors_pem: bytes | None) -> Verification:
     agent = action.get("softwareAgent")
     if isinstance(agent, dict):
         agent = "/".join(str(agent[k]) for k in ("name", "version") if agent.get(k))
-    binding = _soft_binding(manifest)
+    alg, binding = _soft_binding(manifest)
     params = (_assertions(manifest, GENERATION_LABEL) or [{}])[0]
     if binding:  # shown with the parameters, so `alive verify` and VerifyVideo say it
-        params = {**params, "soft_binding": f"{WATERMARK_ALG} {binding}"}
+        params = {**params, "soft_binding": f"{alg} {binding}"}
     ingredient_ids = tuple(
         str(i["active_manifest"])
         for i in manifest.get("ingredients") or []
@@ -197,14 +196,16 @@ def read_manifest(data: bytes, trust_anchors_pem: bytes | None) -> Verification:
     )
 
 
-def _soft_binding(manifest: dict[str, object]) -> str | None:
-    """The video id our watermark's soft-binding assertion says the pixels carry."""
-    binding = None
+def _soft_binding(manifest: dict[str, object]) -> tuple[str | None, str | None]:
+    """(alg, video id) our watermark's soft-binding assertion says the pixels carry (any
+    version this reader reads: a lumamark.1 file's luma carrier is lumamark.2's)."""
+    alg = binding = None
     for data in _assertions(manifest, SOFT_BINDING_LABEL):
-        if data.get("alg") == WATERMARK_ALG:
+        if data.get("alg") in READABLE_ALGS:
             for block in data.get("blocks") or []:  # type: ignore[union-attr]
-                binding = binding_to_video_id(str(block.get("value", ""))) or binding
-    return binding
+                if found := binding_to_video_id(str(block.get("value", ""))):
+                    alg, binding = str(data["alg"]), found
+    return alg, binding
 
 
 def _absent() -> Verification:

@@ -12,6 +12,10 @@ Life cycle of the mark::
       extract: frames of any size ─> luma ─> box-downsample to each grid ─> mean over all
                frames ─> high-pass, divided by its local level ─> correlate each bit's
                cells ─> CRC (flipping up to 6 weakest bits) ─> id, or None
+      chroma:  the same bits on a second, coarser grid (24x24 cells) in Cb, constant too,
+               for pictures whose luma cannot carry them (texture at every pixel: grass, a
+               forest; a grey wall); read when the luma levels fail, summed with the
+               sharpest luma level's soft bits
 
 Why constant in time: a still area must stay still. The earlier design (com.alive.wm.v1)
 flipped P's sign over the clip's quarters so that a frame sum cancelled the picture; each
@@ -30,6 +34,13 @@ H.264's quantiser; nothing depends on which frames a copy keeps, so a re-cut loo
 like the whole clip. Why it is invisible: a couple of grey levels, soft-edged, constant
 in time, lowest on flat areas (texture masking), PSNR >= 40 dB enforced. A wrong read is
 rejected by the CRC and a sharpness test.
+Why a chroma carrier (lumamark.2): where a picture is texture at every pixel, x264's
+adaptive quantiser raises the QP over the whole frame, and after a 50% downscale and CRF 28
+the luma mark that fits under the PSNR budget is gone (grass: 0 of 8 ids), while the
+texture is still there to drown it. Such pictures have little colour texture, and a ~2-level
+Cb mark survives; the two marks share the PSNR budget, so the Cb one only takes a share
+where the luma cannot read (CHROMA_SHARE_BUSY): on every other photo the mark is exactly
+lumamark.1's, and no photo with a clear sky or a face gets any colour change.
 """
 
 from __future__ import annotations
@@ -47,12 +58,15 @@ import cv2
 import numpy as np
 
 from alive_service.vocabulary import VIDEO_ID_FORMAT, is_video_id
-from provenance.colour import LUMA_WEIGHTS, Y_OFFSET, Y_SCALE
+from provenance.colour import BT709_LIMITED, LUMA_WEIGHTS, Y_OFFSET, Y_SCALE
 from provenance.visibility import flat_luma, local_sd
 
-# The soft-binding algorithm name in the C2PA manifest; also seeds the carriers, so a new
-# version of the mark reads nothing from another version's files.
-ALG = "io.alive.lumamark.1"
+# The soft-binding algorithm name in the C2PA manifest. Version 2 adds a chroma (Cb)
+# carrier to lumamark.1's luma one, unchanged: the luma carriers keep .1's key, so a .1
+# file still reads, and CARRIER_KEY (not ALG) is what a new design must change.
+ALG = "io.alive.lumamark.2"
+CARRIER_KEY = "io.alive.lumamark.1"
+READABLE_ALGS = frozenset({ALG, "io.alive.lumamark.1"})  # soft bindings this reader serves
 # Canonical grids (cell counts; the shape follows the aspect ratio), finest first. A video is
 # marked on the finest grid whose cells keep at least the given size; readers try them all.
 # More cells per bit average more of the picture away (its say on a bit falls as
@@ -88,12 +102,45 @@ N_FLIP = 6  # weakest bits the decoder may flip (2^6 CRC trials, only past MIN_S
 # mean 1.47, P(>= 1.6) 15.7%, P(>= 2.0) 0.04%, max 2.07, no id returned. With the CRC
 # (2^-16 per word tried, 2^6 words once flips are allowed) that is ~3e-6 false ids per grid
 # level read (~1e-5 per video, 3 levels), ids a database lookup then also has to find.
+# The Cb + luma read of colour pictures (100 draws, 2,400 reads): mean 1.52, max 2.05, so
+# it is held to MIN_SHARPNESS_SEARCH, which no unmarked read of either kind came near.
 MIN_SHARPNESS_AS_READ = 1.6  # enough when the word passes the CRC without any flip
 MIN_SHARPNESS = 2.0  # needed before trying flips
 # Crop-search guesses: no unmarked read in the census came near 2.4 (max 2.07).
 MIN_SHARPNESS_SEARCH = 2.4
 CROP_SHARES = tuple(round(0.01 * i, 2) for i in range(2, 13))  # 2% .. 12% cut, centred
 NOISE_SHARPNESS, SURE_SHARPNESS = 1.4, 3.4  # strength 0 and 1
+# The chroma carrier: Cb on a coarse grid (~40 px cells at 720p, ~10 chroma px after a 50%
+# downscale), amplitude where the luma is busy. A picture that is texture everywhere
+# (grass, a brick wall, a forest) keeps enough of its texture through a downscale and
+# CRF 28 to drown the luma mark, but its colour is nearly flat, so a Cb mark reads there.
+CHROMA_CELLS = 24 * 24
+CHROMA_AMPLITUDE = 2.5  # Cb levels of a cell before informed embedding, at most
+# The Cb mark's share of the PSNR budget's squared error (taken from the luma mark): none
+# on most photos, whose luma reads (a quarter taken from it everywhere lowered their
+# margins: the astronaut's harshest 50%-downscale read went from CRF 32 to 28). Most of it
+# where the picture is texture at pixel scale everywhere (BUSY_ACTIVITY: its calmest tenth
+# still busy, as a 50% copy sees it; grass and a forest at 15-16, no other eval photo
+# above 8): x264's
+# adaptive quantiser raises the QP there so far that a full-budget luma mark is gone after
+# a 50% downscale and CRF 28, while a ~2-level Cb mark survives (x264 drops a Cb change
+# much below that). A quarter where the picture has no colour texture at all (COLOURLESS:
+# median Cb high-pass level of its cells) and its luma is busy at cell scale, but not with
+# large strong edges (BUSY_GRID; those leave calm cells between them where the luma reads:
+# a grey facade of white curves at 31 lost its 50% + CRF 32 read to a quarter share): a
+# 1-level Cb mark then reads without any picture noise (a grey brick wall at 7-8: 8 of 8
+# ids, 6 of 8 on luma alone).
+CHROMA_SHARE_BUSY, CHROMA_SHARE_COLOURLESS = 0.95, 0.25
+BUSY_ACTIVITY = (9.0, 13.0)  # 10th percentile of the cells' activity, ramp
+COLOURLESS = (0.6, 0.3)  # median Cb level of a cell, ramp (falling)
+BUSY_GRID = (4.0, 6.0, 12.0, 16.0)  # median luma level of a cell: rising, then falling ramp
+ACTIVITY_WIDTH = 640  # px: the width the activity is measured at (a 50% copy of 720p)
+CB_WEIGHTS = BT709_LIMITED[1, :3].copy()
+# R, G, B change of a +1 Cb step with Y' and Cr unchanged (R does not move).
+CB_TO_RGB = np.linalg.solve(BT709_LIMITED[:, :3].astype(np.float64), [0.0, 1.0, 0.0]).astype(
+    np.float32)
+CB_RGB_RMS = float(np.sqrt(np.mean(CB_TO_RGB**2)))  # RGB RMS of a 1-level Cb change
+CHROMA_FLOOR = 0.02  # a flat cell's chroma amplitude, as a share of the mean (see below)
 _NEIGHBOURS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32) / 4
 _PLANAR_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"})
 
@@ -145,9 +192,13 @@ def embed_grid_shape(height: int, width: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=16)
-def _carriers(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bit index per cell, ±1 sign per cell, cells per bit), fixed by ALG and the shape."""
-    seed = int.from_bytes(hashlib.sha256(f"{ALG}/{shape}".encode()).digest()[:8], "little")
+def _carriers(
+    shape: tuple[int, int], channel: str = "y"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bit index per cell, ±1 sign per cell, cells per bit), fixed by CARRIER_KEY, the
+    channel (independent carriers for Cb) and the shape."""
+    key = f"{CARRIER_KEY}/{shape}" if channel == "y" else f"{CARRIER_KEY}/{channel}/{shape}"
+    seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
     rng = np.random.default_rng(seed)
     cells = shape[0] * shape[1]
     bit_of = (np.arange(cells) % N_BITS)[rng.permutation(cells)].reshape(shape)
@@ -196,9 +247,9 @@ def _level(hp: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(cv2.blur(hp * hp, (3, 3), borderType=cv2.BORDER_REFLECT), 0.0))
 
 
-def soft_bits(grid: np.ndarray) -> np.ndarray:
+def soft_bits(grid: np.ndarray, channel: str = "y") -> np.ndarray:
     """Per bit: mean of (weighted high-passed cell × sign); its sign is the bit."""
-    bit_of, sign, count = _carriers(grid.shape)
+    bit_of, sign, count = _carriers(grid.shape, channel)
     prod = (_weighted_highpass(grid) * sign).ravel().astype(np.float64)
     return np.bincount(bit_of.ravel(), prod, minlength=N_BITS) / count
 
@@ -246,11 +297,35 @@ def _cropped_read(
     return None
 
 
-def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> np.ndarray:
+def chroma_share(frame: np.ndarray, middle: np.ndarray) -> float:
+    """The Cb mark's share of the PSNR budget for a picture (``frame``: its middle RGB frame,
+    ``middle``: that frame's luma): see CHROMA_SHARE_BUSY."""
+    h, w = middle.shape
+    shape = chroma_grid_shape(h, w)
+    small = cv2.resize(frame, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    small = small.astype(np.float32)
+    luma = float(np.median(_level(_highpass(_luma(small)))))
+    colour = float(np.median(_level(_highpass(_cb(small)))))
+    colourless = (_ramp(colour, COLOURLESS) * _ramp(luma, BUSY_GRID[:2])
+                  * _ramp(luma, BUSY_GRID[:1:-1]))
+    size = (ACTIVITY_WIDTH, max(1, round(ACTIVITY_WIDTH * h / w)))
+    copy = cv2.resize(middle, size, interpolation=cv2.INTER_AREA)
+    busy = _ramp(float(np.percentile(_activity(copy, shape), 10)), BUSY_ACTIVITY)
+    return max(CHROMA_SHARE_COLOURLESS * colourless, CHROMA_SHARE_BUSY * busy)
+
+
+def _ramp(value: float, bounds: tuple[float, float]) -> float:
+    return float(np.clip((value - bounds[0]) / (bounds[1] - bounds[0]), 0.0, 1.0))
+
+
+def make_pattern(
+    frames: np.ndarray, video_id: str, luma_gain: float = 1.0, share: float | None = None
+) -> np.ndarray:
     """The int16 (H, W) pattern P that every frame receives unchanged.
 
     ``luma_gain``: how much of P reaches the encoder's Y' (1 when P goes onto the Y plane,
     Y_SCALE when it is added to R, G and B), so the picture is cancelled where it is read.
+    ``share``: the Cb mark's share of the PSNR budget (by default ``chroma_share``).
 
     Where the amplitude goes: the reader gets the most from calm cells, the eye sees the
     least in busy ones. The plan starts fully texture-masked (flat sky gets a fraction of
@@ -266,6 +341,9 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
     # The middle frame at pixel scale: how much texture hides the mark where.
     middle = _luma(frames[_middle(len(frames))].astype(np.float32))
     masked = _masked_weights(_activity(middle, (rows, cols)))
+    if share is None:
+        share = chroma_share(frames[_middle(len(frames))], middle)
+    max_rms = MAX_RMS * math.sqrt(1.0 - share)
     bit_of = _carriers((rows, cols))[0]
     weak = np.zeros(N_BITS, bool)
     # Masking spends amplitude where the reader listens least; only the fine grid's extra
@@ -278,7 +356,8 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
             weight = calm
         else:  # only the cells of bits that did not read clearly get calm cells' share back
             weight = np.where(weak[bit_of], share * masked + (1.0 - share) * calm, masked)
-        pattern, read = _plan(host, bits, weight / float(weight.mean()), (h, w), luma_gain)
+        pattern, read = _plan(host, bits, weight / float(weight.mean()), (h, w), luma_gain,
+                              max_rms)
         unclear = read < MIN_CLEAR * max(float(np.median(read)), 1e-6)
         # A cropped copy shifts the grid over the picture, which then speaks again where
         # the plan cancelled it (busy cells most): a bit that would read the wrong way in a
@@ -291,14 +370,14 @@ def make_pattern(frames: np.ndarray, video_id: str, luma_gain: float = 1.0) -> n
             break
         weak |= unclear
     pattern = cv2.resize(pattern, (w, h), interpolation=cv2.INTER_LINEAR)
-    if (rms := _rms(pattern)) > MAX_RMS:
-        pattern *= MAX_RMS / rms
+    if (rms := _rms(pattern)) > max_rms:
+        pattern *= max_rms / rms
     return np.rint(pattern).astype(np.int16)
 
 
 def _plan(
     host: np.ndarray, bits: np.ndarray, weight: np.ndarray, size: tuple[int, int],
-    luma_gain: float,
+    luma_gain: float, max_rms: float = MAX_RMS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pattern at work resolution for one weighting, and how each bit reads on the
     unattacked picture (positive: the right sign)."""
@@ -324,14 +403,14 @@ def _plan(
         return _informed_amplitudes(host, bits, level, render)
 
     amp = solve(amplitude)
-    if _rms(draw(amp)) > MAX_RMS:
+    if _rms(draw(amp)) > max_rms:
         # Over the PSNR budget: lower the level every bit reads at and solve again, so the
         # picture's share stays cancelled (scaling the pattern would let it speak again).
         low, high, best = 0.0, amplitude, None
         for _ in range(BUDGET_STEPS):
             level = (low + high) / 2
             trial = solve(level)
-            if _rms(draw(trial)) <= MAX_RMS:
+            if _rms(draw(trial)) <= max_rms:
                 low, best = level, trial
             else:
                 high = level
@@ -373,7 +452,8 @@ def _rms(pattern: np.ndarray) -> float:
 
 
 def _informed_amplitudes(
-    host: np.ndarray, bits: np.ndarray, amplitude: float, render: Callable[[np.ndarray], np.ndarray]
+    host: np.ndarray, bits: np.ndarray, amplitude: float,
+    render: Callable[[np.ndarray], np.ndarray], channel: str = "y",
 ) -> np.ndarray:
     """Per-bit amplitudes so that the reader, looking at picture + mark, reads every bit at
     the level a plain ``amplitude`` mark reads on average: the picture's say is cancelled.
@@ -381,43 +461,114 @@ def _informed_amplitudes(
     ``render`` maps amplitudes to the mark's grid. A few Newton-like rounds: the weighted
     read is close to linear in a bit's amplitude, with the average gain as the slope.
     """
-    plain = soft_bits(host)
+    plain = soft_bits(host, channel)
     amp = bits * amplitude
-    response = soft_bits(host + render(amp)) - plain
+    response = soft_bits(host + render(amp), channel) - plain
     gain = max(float(np.mean(response * bits)) / amplitude, 1e-6)
     target = bits * gain * amplitude
     limit = MAX_CORRECTION * amplitude
     for _ in range(SOLVE_STEPS):
-        read = soft_bits(host + render(amp))
+        read = soft_bits(host + render(amp), channel)
         amp = np.clip(amp + (target - read) / gain, -limit, limit)
     return amp
 
 
+# ---- chroma carrier -------------------------------------------------------------------
+
+
+def chroma_grid_shape(height: int, width: int) -> tuple[int, int]:
+    return grid_shape(height, width, CHROMA_CELLS)
+
+
+def _cb(image: np.ndarray) -> np.ndarray:
+    """Float32 RGB (..., 3) -> the Cb the encoder writes (BT.709, limited range)."""
+    return image @ CB_WEIGHTS + np.float32(128.0)
+
+
+def make_chroma_pattern(
+    frames: np.ndarray, video_id: str, middle: np.ndarray, share: float
+) -> np.ndarray:
+    """The float32 Cb pattern (H/2, W/2: the encoder's 4:2:0 chroma plane) every frame gets.
+
+    Informed like the luma mark (the picture's own Cb says something about each bit, and
+    the plan cancels it), and masked by the luma's texture (``middle``: the middle frame's
+    luma): the eye sees a colour change on a clear sky or on skin, not in grass or brick,
+    so a cell's amplitude follows its texture (at least CHROMA_FLOOR of the mean).
+    ``share``: of the PSNR budget (``chroma_share``).
+    """
+    h, w = frames.shape[1:3]
+    if share <= 0:
+        return np.zeros((h // 2, w // 2), np.float32)
+    max_rms = MAX_RMS * math.sqrt(share) / CB_RGB_RMS  # in Cb levels
+    bits = id_to_bits(video_id)
+    rows, cols = chroma_grid_shape(h, w)
+    host = np.mean([cv2.resize(_cb(frames[i].astype(np.float32)), (cols, rows),
+                               interpolation=cv2.INTER_AREA) for i in _host_picks(len(frames))],
+                   axis=0)
+    weight = _unit_mean(_activity(middle, (rows, cols)), CHROMA_FLOOR, MASK_CEIL)
+    bit_of, sign, _ = _carriers((rows, cols), "cb")
+    ws = (cols * WORK_CELL_PX, rows * WORK_CELL_PX)
+
+    def draw(amp: np.ndarray) -> np.ndarray:
+        grid = (amp[bit_of] * sign * weight).astype(np.float32)
+        cells = cv2.resize(grid, ws, interpolation=cv2.INTER_NEAREST)
+        return cv2.GaussianBlur(cells, (0, 0), SOFTEN * WORK_CELL_PX)
+
+    def render(amp: np.ndarray) -> np.ndarray:
+        return cv2.resize(draw(amp), (cols, rows), interpolation=cv2.INTER_AREA)
+
+    amp = _informed_amplitudes(host, bits, CHROMA_AMPLITUDE, render, "cb")
+    if (rms := _rms(draw(amp))) > max_rms:
+        # Solved again at the level that fits (scaling would let the picture speak again).
+        amp = _informed_amplitudes(host, bits, CHROMA_AMPLITUDE * max_rms / rms, render, "cb")
+    pattern = cv2.resize(draw(amp), (w // 2, h // 2), interpolation=cv2.INTER_LINEAR)
+    if (rms := _rms(pattern)) > max_rms:
+        pattern *= max_rms / rms
+    return pattern
+
+
 @dataclass(frozen=True)
 class LumaMark:
-    """The mark for one video, ready to add to Y planes frame by frame.
+    """The mark for one video, ready to add to I420 buffers frame by frame.
 
     About three times cheaper than embed() on RGB when the encoder converts to I420 anyway:
-    ``mark = LumaMark.plan(frames, video_id)`` once, then ``mark.apply(y, t)`` per frame
-    (y = the top H rows of the I420 buffer, modified in place). Every frame gets the same
-    pattern; ``t`` is accepted for the encoder's hook contract.
+    ``mark = LumaMark.plan(frames, video_id)`` once, then ``mark.apply(buf, t)`` per frame
+    (buf = the I420 buffer, modified in place: the luma mark on its Y plane, the Cb mark on
+    its Cb plane). Every frame gets the same pattern; ``t`` is accepted for the encoder's
+    hook contract.
     """
 
     pos: np.ndarray
     neg: np.ndarray
+    cb_pos: np.ndarray  # the chroma mark on the Cb plane (H/2, W/2)
+    cb_neg: np.ndarray
 
     @classmethod
     def plan(cls, frames: np.ndarray, video_id: str) -> LumaMark:
-        pattern = make_pattern(frames, video_id)
+        middle = _luma(frames[_middle(len(frames))].astype(np.float32))
+        share = chroma_share(frames[_middle(len(frames))], middle)
+        pattern = make_pattern(frames, video_id, share=share)
+        cb = np.rint(make_chroma_pattern(frames, video_id, middle, share)).astype(np.int16)
         return cls(
             pos=np.clip(pattern, 0, 255).astype(np.uint8),
             neg=np.clip(-pattern, 0, 255).astype(np.uint8),
+            cb_pos=np.clip(cb, 0, 255).astype(np.uint8),
+            cb_neg=np.clip(-cb, 0, 255).astype(np.uint8),
         )
 
-    def apply(self, y_plane: np.ndarray, frame_index: int) -> None:
+    def apply(self, plane: np.ndarray, frame_index: int) -> None:
+        """Mark one frame in place: ``plane`` is an I420 buffer (H*3/2, W), or only its Y
+        plane (H, W), which then gets the luma mark alone."""
+        height = self.pos.shape[0]
+        y_plane = plane[:height]
         # Saturating adds of the positive and negative halves: no int16 copy of the frame.
         cv2.add(y_plane, self.pos, dst=y_plane)
         cv2.subtract(y_plane, self.neg, dst=y_plane)
+        if plane.shape[0] > height:
+            ch, cw = self.cb_pos.shape
+            cb_plane = plane[height:].reshape(-1)[: ch * cw].reshape(ch, cw)
+            cv2.add(cb_plane, self.cb_pos, dst=cb_plane)
+            cv2.subtract(cb_plane, self.cb_neg, dst=cb_plane)
 
 
 def embed(frames: np.ndarray, video_id: str) -> None:
@@ -427,9 +578,16 @@ def embed(frames: np.ndarray, video_id: str) -> None:
     if len(frames) < 1:
         raise ValueError("the watermark needs at least 1 frame")
     # Added to R, G and B alike, P reaches the limited-range Y' scaled by Y_SCALE.
-    pattern = make_pattern(frames, video_id, luma_gain=Y_SCALE)
-    pos = np.repeat(np.clip(pattern, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
-    neg = np.repeat(np.clip(-pattern, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    middle = _luma(frames[_middle(len(frames))].astype(np.float32))
+    share = chroma_share(frames[_middle(len(frames))], middle)
+    pattern = make_pattern(frames, video_id, luma_gain=Y_SCALE, share=share)
+    h, w = frames.shape[1:3]
+    cb = cv2.resize(make_chroma_pattern(frames, video_id, middle, share), (w, h),
+                    interpolation=cv2.INTER_LINEAR)
+    # The Cb mark moves G and B only (Y' and Cr stay), rounded once with the luma mark.
+    delta = np.rint(pattern[:, :, None] + cb[:, :, None] * CB_TO_RGB).astype(np.int16)
+    pos = np.clip(delta, 0, 255).astype(np.uint8)
+    neg = np.clip(-delta, 0, 255).astype(np.uint8)
     for frame in frames:
         cv2.add(frame, pos, dst=frame)
         cv2.subtract(frame, neg, dst=frame)
@@ -449,13 +607,17 @@ def _sharpness(soft: np.ndarray) -> float:
 
 
 def decode_from_grid(grid: np.ndarray, strict: bool = False) -> tuple[str | None, float]:
-    """Frame-averaged grid -> (id, strength), flipping up to N_FLIP least reliable bits.
+    """Frame-averaged luma grid -> (id, strength); see ``decode_soft``."""
+    return decode_soft(soft_bits(grid), strict)
+
+
+def decode_soft(soft: np.ndarray, strict: bool = False) -> tuple[str | None, float]:
+    """Soft bits -> (id, strength), flipping up to N_FLIP least reliable bits.
 
     An unmarked picture passes the CRC by luck with p = 2^-16 per trial word, so the bar on
     sharpness is low for the word as read and high once flips are needed. ``strict`` (for
     the many guesses of a crop search): a bar no unmarked picture reached in the census.
     """
-    soft = soft_bits(grid)
     sharp = _sharpness(soft)
     strength = float(np.clip((sharp - NOISE_SHARPNESS) / (SURE_SHARPNESS - NOISE_SHARPNESS), 0, 1))
     signs = np.where(soft > 0, 1.0, -1.0)
@@ -488,11 +650,16 @@ def _shrink(image: np.ndarray) -> np.ndarray:
     One full-size resize, then both grids from that: the box averages barely change and a
     second full-size pass would double the cost.
     """
+    return _luma(_small(image))
+
+
+def _small(image: np.ndarray) -> np.ndarray:
+    """A frame (luma or RGB) shrunk to ~4 px per fine cell, as float32."""
     h, w = image.shape[:2]
     rows, cols = _grid_shapes(h, w)[0]
     if h > 4 * rows and w > 4 * cols:
         image = cv2.resize(image, (4 * cols, 4 * rows), interpolation=cv2.INTER_AREA)
-    return _luma(image.astype(np.float32))
+    return image.astype(np.float32)
 
 
 def _reader_grids(image: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
@@ -505,29 +672,49 @@ def _uncrop(small: np.ndarray, size: tuple[int, int], share: float) -> list[np.n
     """Both grids of the frame this one would be the centre of, had ``share`` of its width
     and height been cropped away (the lost border filled with the nearest pixels)."""
     h, w = size
-    sh, sw = small.shape
-    big_h, big_w = round(sh / (1 - share)), round(sw / (1 - share))
-    top, left = (big_h - sh) // 2, (big_w - sw) // 2
-    padded = cv2.copyMakeBorder(small, top, big_h - sh - top, left, big_w - sw - left,
-                                cv2.BORDER_REPLICATE)
+    padded = _padded(small, share)
     shapes = _grid_shapes(round(h / (1 - share)), round(w / (1 - share)))
     return [_to_grid(padded, shape) for shape in shapes]
 
 
+def _padded(small: np.ndarray, share: float) -> np.ndarray:
+    """``small`` in the middle of the frame it would be, had ``share`` been cropped away."""
+    sh, sw = small.shape
+    big_h, big_w = round(sh / (1 - share)), round(sw / (1 - share))
+    top, left = (big_h - sh) // 2, (big_w - sw) // 2
+    return cv2.copyMakeBorder(small, top, big_h - sh - top, left, big_w - sw - left,
+                              cv2.BORDER_REPLICATE)
+
+
 class _GridSums:
-    """Accumulates the frames (shrunk to luma at ~4 px per cell) as they stream past."""
+    """Accumulates the frames (shrunk to luma, and Cb when there is colour, at ~4 px per
+    cell) as they stream past."""
 
     def __init__(self) -> None:
         self.total: np.ndarray | None = None
+        self.cb_total: np.ndarray | None = None
         self.size = (0, 0)
         self.count = 0
 
-    def add(self, image: np.ndarray) -> None:
-        small = _shrink(image)
+    def add(self, image: np.ndarray, cb_plane: np.ndarray | None = None) -> None:
+        """``image``: RGB or luma; ``cb_plane``: a luma frame's Cb plane (any size), if any."""
+        small = _small(image)
+        luma = _luma(small)
+        if image.ndim == 3:
+            cb = _cb(small)
+        elif cb_plane is not None:
+            cb = cv2.resize(cb_plane.astype(np.float32), luma.shape[::-1],
+                            interpolation=cv2.INTER_AREA)
+        else:
+            cb = None
         if self.total is None:
-            self.total, self.size = small, image.shape[:2]
-        elif small.shape == self.total.shape:
-            self.total += small
+            self.total, self.size, self.cb_total = luma, image.shape[:2], cb
+        elif luma.shape == self.total.shape:
+            self.total += luma
+            if self.cb_total is not None and cb is not None:
+                self.cb_total += cb
+            else:
+                self.cb_total = None  # colour in some frames only: read the luma alone
         else:
             return  # a frame of another size (never in a real video): not this picture
         self.count += 1
@@ -543,22 +730,66 @@ class _GridSums:
         mean = self.mean()
         return [_to_grid(mean, shape) for shape in _grid_shapes(*self.size)]
 
+    def chroma_soft(self) -> np.ndarray | None:
+        """The Cb carrier's soft bits of the mean frame, None for a colourless read."""
+        if self.cb_total is None:
+            return None
+        grid = _to_grid(self.cb_total / self.count, chroma_grid_shape(*self.size))
+        return soft_bits(grid, "cb")
+
     def decode(self) -> tuple[str | None, float]:
         best: tuple[str | None, float] = (None, 0.0)
-        for grid in self.averaged():
-            found = decode_from_grid(grid)
+        softs = [soft_bits(grid) for grid in self.averaged()]
+        for soft in softs:
+            found = decode_soft(soft)
+            if found[0] is not None:
+                return found
+            best = max(best, found, key=lambda f: f[1])
+        if (cb := self.chroma_soft()) is not None:
+            # Where the luma is drowned (texture everywhere): the Cb carrier and the
+            # sharpest luma level together, each weighted by how clearly it reads. One more
+            # lottery ticket, so with the strict bar: marked grass, brick and forest read at
+            # >= 2.6 after 50% + CRF 28, no unmarked picture in the census above 2.1.
+            found = decode_soft(_combined(max(softs, key=_sharpness), cb), strict=True)
             if found[0] is not None:
                 return found
             best = max(best, found, key=lambda f: f[1])
         # A cropped copy moves the grid: guess how much was cut (centred crops only), with
         # the strict bar, since every guess is another lottery ticket.
         mean = self.mean()
+        cb_mean = None if self.cb_total is None else self.cb_total / self.count
+        h, w = self.size
         for share in CROP_SHARES:
-            for grid in _uncrop(mean, self.size, share):
-                found = decode_from_grid(grid, strict=True)
+            softs = [soft_bits(grid) for grid in _uncrop(mean, self.size, share)]
+            if cb_mean is not None:  # the Cb carrier too, as above
+                shape = chroma_grid_shape(round(h / (1 - share)), round(w / (1 - share)))
+                cb = soft_bits(_to_grid(_padded(cb_mean, share), shape), "cb")
+                softs.append(_combined(max(softs, key=_sharpness), cb))
+            for soft in softs:
+                found = decode_soft(soft, strict=True)
                 if found[0] is not None:
                     return found
         return best
+
+
+def _combined(*softs: np.ndarray) -> np.ndarray:
+    """Soft bits of several carriers summed, each scaled to unit RMS and weighted by its
+    sharpness above the bar an unmarked read passes one time in six: a drowned carrier
+    adds almost nothing (on grass the combined read is the Cb one's; on a brick wall it
+    reads 8 of 8 ids where the luma read 3 and the Cb 4)."""
+    total = np.zeros(N_BITS)
+    for soft in softs:
+        weight = max(_sharpness(soft) - MIN_SHARPNESS_AS_READ, 0.05)
+        total += weight * soft / (float(np.sqrt(np.mean(soft * soft))) + 1e-12)
+    return total
+
+
+def _cb_plane(frame: av.VideoFrame) -> np.ndarray | None:
+    if frame.format.name not in _PLANAR_YUV:
+        return None
+    plane = frame.planes[1]
+    cb = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return cb[:, : plane.width]
 
 
 def _y_plane(frame: av.VideoFrame) -> np.ndarray:
@@ -591,7 +822,7 @@ def _decode(data: bytes, max_frames: int, visit: object) -> int:
 def _sums(frames: np.ndarray | bytes, max_frames: int) -> _GridSums:
     sums = _GridSums()
     if isinstance(frames, bytes | bytearray | memoryview):
-        _decode(bytes(frames), max_frames, lambda f: sums.add(_y_plane(f)))
+        _decode(bytes(frames), max_frames, lambda f: sums.add(_y_plane(f), _cb_plane(f)))
     else:
         for frame in frames[:max_frames]:
             sums.add(frame)

@@ -77,6 +77,18 @@ def test_the_mark_is_one_pattern_whatever_the_frame() -> None:
     assert np.abs(planes[0].astype(int) - 128).max() > 0
 
 
+def test_the_service_encoder_carries_the_chroma_mark_through_a_downscale() -> None:
+    # On a lawn the id rides mostly on Cb: the encoder's hook must mark the Cb plane of the
+    # I420 buffer, and the mark must stay constant there too (no chroma pulse either).
+    from provenance.media import reencode, sample_clip
+
+    lawn = sample_clip(np.repeat(data.grass()[:, :, None], 3, axis=2), 720, 1280, frames=24)
+    mark = wm.LumaMark.plan(lawn, VIDEO_ID)
+    assert mark.cb_pos.any() and mark.cb_neg.any()
+    mp4 = encode_mp4(lawn, 24, mark=mark.apply).mp4
+    assert wm.extract_video_id(reencode(mp4, 28, 0.5))[0] == VIDEO_ID
+
+
 def test_the_planner_sees_the_luma_the_service_encoder_writes() -> None:
     # The mark cancels what the picture says on each bit, predicted from the RGB frames: that
     # prediction must be the Y' the encoder writes (BT.709, limited range), or the picture
@@ -124,6 +136,7 @@ def test_a_streamed_clip_gets_the_same_mark_and_mp4_as_the_whole_clip(
     mark = wm.LumaMark.plan(SampledFrames(take.shape, known), VIDEO_ID)
     whole = wm.LumaMark.plan(clip.frames, VIDEO_ID)
     assert np.array_equal(mark.pos, whole.pos) and np.array_equal(mark.neg, whole.neg)
+    assert np.array_equal(mark.cb_pos, whole.cb_pos) and np.array_equal(mark.cb_neg, whole.cb_neg)
     streamed = encode_batches(take.batches(8, known=known), take.shape, take.fps,
                               mark=mark.apply)
     assert streamed.mp4 == marked_mp4(clip)
