@@ -140,15 +140,10 @@ class Embedder:
         """Embed a list in batches of similar token length: at most ``batch`` texts, and no
         batch padded past a quarter more cells than it has tokens. A 500-character caption
         in one batch with its short clauses made them all as long as it (2.5x the work).
-        ``caps`` cuts text i to caps[i] tokens (None: the model's window). Texts whose
-        (capped) tokens are the same are run once: two readings of a long caption that
-        differ only past the cap."""
+        ``caps`` cuts text i to caps[i] tokens (None: the model's window)."""
         caps = caps or [None] * len(texts)
         ids = [self.token_ids(t, cap) for t, cap in zip(texts, caps, strict=True)]
-        first: dict[tuple[int, ...], int] = {}
-        for i, seq in enumerate(ids):
-            first.setdefault(tuple(seq), i)
-        order = sorted(first.values(), key=lambda i: len(ids[i]))
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         group: list[int] = []
         for i in order:
@@ -159,8 +154,6 @@ class Embedder:
             group.append(i)
         if group:
             out[group] = self._run([ids[j] for j in group])
-        for i, seq in enumerate(ids):
-            out[i] = out[first[tuple(seq)]]
         return out
 
     def __call__(self, texts: list[str]) -> np.ndarray:
