@@ -32,8 +32,14 @@ HARMFUL = "harmful"
 _CLAUSE_WORDS = 12
 _CLAUSE_CHARS = 80
 # A long caption's whole reading is read up to this many tokens (its clauses cover the rest):
-# 500 characters are ~125 tokens, and the encoder's time grows with them.
-WHOLE_TOKENS = 64
+# 500 characters are ~125 tokens, and the encoder's time grows with them. 24 (26 with the
+# start and end tokens) is above 99% of the training captions' lengths. `python -m
+# tools.long_captions --whole 24,30,64` (harmful rows hidden in long benign padding, long
+# benign captions): 64 blocked 178/232 hidden training rows, 29/240 benign, 186/234 hidden
+# held-out rows at ~247 encoder tokens a caption; 30: 176, 32, 190 at ~211; 24: 181, 29,
+# 194 at ~204 (picked on the first two sets; the differences are within the int8 encoder's
+# batch-to-batch noise, the cost is not).
+WHOLE_TOKENS = 24
 
 
 def _long(reading: str) -> bool:
@@ -73,15 +79,27 @@ def rules_result(readings: list[str], rules: tuple[Rule, ...], policy: Policy) -
 
 
 class ProfanityModel:
-    """alt-profanity-check's shipped linear SVM + TF-IDF (imported lazily: ~1.5 s of joblib)."""
+    """alt-profanity-check's shipped linear SVM + TF-IDF (imported lazily: ~1.5 s of joblib).
+
+    Its ``predict_prob`` is the mean, over the calibrated classifier's folds, of a sigmoid of
+    each fold's linear SVM score. Computed here from the same shipped weights (identical
+    probabilities): sklearn's input validation around the five folds cost ~5 ms a caption
+    for ~0.1 ms of arithmetic."""
 
     def __init__(self) -> None:
-        from profanity_check import predict_prob
+        from profanity_check import profanity_check as shipped
 
-        self._predict = predict_prob
+        self._vectorizer = shipped.vectorizer
+        folds = shipped.model.calibrated_classifiers_
+        assert all(f.method == "sigmoid" and len(f.calibrators) == 1 for f in folds)
+        self._coef = np.stack([np.ravel(f.estimator.coef_) for f in folds], axis=1)  # (V, F)
+        self._intercept = np.array([float(np.ravel(f.estimator.intercept_)[0]) for f in folds])
+        self._a = np.array([float(f.calibrators[0].a_) for f in folds])
+        self._b = np.array([float(f.calibrators[0].b_) for f in folds])
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self._predict(texts), dtype=np.float64)
+        scores = self._vectorizer.transform(texts) @ self._coef + self._intercept  # (N, F)
+        return (1.0 / (1.0 + np.exp(self._a * scores + self._b))).mean(axis=1)
 
 
 def profanity_result(prob: float, policy: Policy) -> CheckResult:

@@ -10,6 +10,7 @@ prefix for short texts; every caption gets it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,9 @@ WORDS_FILE = "e5_words_q4.npy"
 DIM = 384
 PREFIX = "query: "
 META = "\u2581"  # SentencePiece's word-start marker
+# A marked word (the text's start may be unmarked).
+_WORDS = re.compile(f"{META}[^{META}]*|[^{META}]+")
+_WORD_CACHE = 50_000  # segmented words kept per process (~10 MB)
 
 
 class Unigram:
@@ -40,8 +44,36 @@ class Unigram:
         self._unk = int(json.loads(tokenizer_json.read_text(encoding="utf-8"))["model"]["unk_id"])
         self._unk_score = min(score for _, score in vocab) - 10.0
         self._max_len = max(len(piece) for piece, _ in vocab)
+        # encode() relies on it: a piece holding the word marker past its start would span
+        # two words.
+        assert not any(META in piece[1:] for piece, _ in vocab)
+        self._cache: dict[str, tuple[int, ...]] = {}
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, cap: int | None = None) -> list[int]:
+        """The pieces of ``text`` (its first ``cap`` when given). No vocabulary piece holds
+        the word marker past its first character, so every marker is a piece boundary and
+        each marked word segments on its own: words are segmented once and cached (a long
+        caption's clauses and readings repeat its words), and a capped text stops at the
+        word that reaches the cap."""
+        out: list[int] = []
+        for word in _WORDS.findall(text):
+            out.extend(self._word(word))
+            if cap is not None and len(out) >= cap:
+                return out[:cap]
+        return out
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def _word(self, word: str) -> tuple[int, ...]:
+        hit = self._cache.get(word)
+        if hit is None:
+            if len(self._cache) >= _WORD_CACHE:
+                self._cache.clear()  # a flood of new words: start over, memory stays bounded
+            hit = self._cache[word] = tuple(self._viterbi(word))
+        return hit
+
+    def _viterbi(self, text: str) -> list[int]:
         n = len(text)
         best = [0.0] + [-1e30] * n
         back: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (start, piece id)
@@ -80,6 +112,10 @@ class Embedder:
         self._words = np.load(model_dir / WORDS_FILE, mmap_mode="r")
         self._session = onnx_session(model_dir / ONNX_FILE, threads)
 
+    def clear_cache(self) -> None:
+        """Forget the words segmented so far (benchmarks time a caption as if new)."""
+        self._tokenizer.clear()
+
     def _normalise(self, text: str) -> str:
         # e5.c's pipeline: per-codepoint map, runs of spaces -> one, then a leading
         # word marker and spaces -> the marker.
@@ -92,9 +128,11 @@ class Embedder:
 
     def token_ids(self, text: str, cap: int | None = None) -> list[int]:
         """[bos, "query: " + text, eos], the middle cut to ``cap`` tokens when given."""
-        ids = self._tokenizer.encode(self._normalise(text))
         # Captions are at most a few hundred tokens; the model's window is 512.
-        return [self._bos, *ids[: min(cap or self._max_content, self._max_content)], self._eos]
+        ids = self._tokenizer.encode(
+            self._normalise(text), min(cap or self._max_content, self._max_content)
+        )
+        return [self._bos, *ids, self._eos]
 
     def many(
         self, texts: list[str], batch: int = 32, caps: list[int | None] | None = None
