@@ -32,7 +32,7 @@ Life cycle of one request::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -168,13 +168,15 @@ class Take:
 
     def fill(
         self, first: int, out: np.ndarray, threads: int | None = None,
-        known: dict[int, np.ndarray] | None = None,
+        known: dict[int, np.ndarray] | None = None, skip: Container[int] = (),
     ) -> np.ndarray:
         """Frames ``first`` .. ``first + len(out) - 1`` into ``out`` (returned): those in
-        ``known`` copied and removed from it, the others drawn."""
+        ``known`` copied and removed from it, those in ``skip`` left as they are (the caller
+        has them in another form), the others drawn."""
         known = known if known is not None else {}
         last = first + len(out)
-        for start, stop, _at in _runs([t for t in range(first, last) if t not in known]):
+        drawn = [t for t in range(first, last) if t not in known and t not in skip]
+        for start, stop, _at in _runs(drawn):
             self.painter.paint(start, stop, out[start - first : stop - first], threads)
         for t in range(first, last):
             if t in known:

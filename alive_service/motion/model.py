@@ -235,8 +235,13 @@ class OnnxMotionModel:
             {"regions": support, "faces": face_arr, "params": params, "times": times},
         )
         guide = gray_guide(photo) if use_sky or use_water else None
+        # With both masks, the water's is refined beside the sky's (a lone request's second
+        # core is otherwise idle here); the same arithmetic either way.
+        water = (self._pool.submit(refine_alpha, regions.water, photo, guide)
+                 if use_water and use_sky else None)
         alpha_sky = refine_alpha(regions.sky, photo, guide) if use_sky else None
-        alpha_water = refine_alpha(regions.water, photo, guide) if use_water else None
+        alpha_water = (water.result() if water is not None
+                       else refine_alpha(regions.water, photo, guide) if use_water else None)
         basis, coef_a, coef_b, mix = fields.result()
 
         job = self._job(
