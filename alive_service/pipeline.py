@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -212,14 +211,18 @@ def animate(
         timed("sample", start)
         checkpoint()
         start = time.perf_counter()
-        # The mark goes onto the luma planes the encoder makes anyway: a third of the cost.
-        mark = watermark.LumaMark.plan(SampledFrames(take.shape, {**known, **planning}),
-                                       video_id)
         # The planner's frames are kept as the I420 planes the encoder would make of them
         # (half the bytes of RGB, ~21 MB at 720p), not drawn a second time in their batch:
-        # drawing them again cost ~5% of the request's CPU.
-        converted = _to_i420(planning, share())
-        del planning
+        # drawing them again cost ~5% of the request's CPU. They are converted while the
+        # mark is planned (which only reads them), on the second core of a lone request.
+        sampled = SampledFrames(take.shape, {**known, **planning})
+        with ThreadPoolExecutor(1, thread_name_prefix="convert") as helper:
+            converting = helper.submit(_to_i420, planning)
+            # The mark goes onto the luma planes the encoder makes anyway: a third of the
+            # cost.
+            mark = watermark.LumaMark.plan(sampled, video_id)
+            converted = converting.result()
+        del sampled, planning
         timed("watermark", start)
         start = time.perf_counter()
         # x264 keeps the threads it opens with; the frames are drawn on the share of the
@@ -323,27 +326,14 @@ def draw_batches(take: Take, size: int, share: Callable[[], int | None],
             yield batch
 
 
-def _to_i420(frames: dict[int, np.ndarray], threads: int | None) -> dict[int, np.ndarray]:
+def _to_i420(frames: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
     """Each RGB frame as its I420 planes, taken out of ``frames`` (emptied) as it is
-    converted, on up to ``threads`` threads (OpenCV releases the GIL)."""
+    converted, so that the RGB frame is freed as soon as nobody else holds it."""
     out: dict[int, np.ndarray] = {}
-
-    def work() -> None:
-        while True:
-            try:
-                index, rgb = frames.popitem()  # atomic: each frame is taken once
-            except KeyError:
-                return
-            out[index] = rgb_to_i420_bt709(rgb)
-            del rgb
-
-    helpers = [threading.Thread(target=work, daemon=True)
-               for _ in range(min(len(frames), threads or 1) - 1)]
-    for helper in helpers:
-        helper.start()
-    work()
-    for helper in helpers:
-        helper.join()
+    while frames:
+        index, rgb = frames.popitem()
+        out[index] = rgb_to_i420_bt709(rgb)
+        del rgb
     return out
 
 

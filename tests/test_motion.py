@@ -491,7 +491,7 @@ def test_frames_handed_over_as_i420_planes_encode_to_the_same_mp4(
         known = take.frames([5, 23])
         # The watermark planner's frames, converted as the pipeline keeps them.
         drawn = take.frames([0, 6, 7, 13, 23])
-        converted = _to_i420({t: f for t, f in drawn.items() if t not in known}, 2)
+        converted = _to_i420({t: f for t, f in drawn.items() if t not in known})
         assert all(np.array_equal(converted[t], rgb_to_i420_bt709(clip.frames[t]))
                    for t in converted)
         streamed = encode_batches(draw_batches(take, 5, share, known, converted),
