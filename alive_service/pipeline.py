@@ -169,7 +169,13 @@ def animate(
     _record(parts.store, request, SafetyStage.CAPTION, caption, photo)
     if caption.verdict == Verdict.BLOCK:
         raise Refused(caption, SafetyStage.CAPTION)
-    image = parts.safety.check_image(photo.rgb, parts.bank)
+    # The motion model's look for sky and water needs no faces: it runs beside the image
+    # checks (their result decides whether it is used at all), on a new request's share.
+    with ThreadPoolExecutor(1, thread_name_prefix="regions") as pool:
+        surveying = (pool.submit(parts.motion.regions, photo.rgb, request.caption)
+                     if earlier is None else None)
+        image = parts.safety.check_image(photo.rgb, parts.bank)
+        found = surveying.result() if surveying is not None else None
     _record(parts.store, request, SafetyStage.IMAGE, image.decision, photo, image.pdq_hex)
     if image.decision.verdict == Verdict.BLOCK:
         raise Refused(image.decision, SafetyStage.IMAGE)
@@ -187,7 +193,8 @@ def animate(
         checkpoint()
         report(stage, done, total)
 
-    take = parts.motion.prepare(photo.rgb, image.faces, request.caption, request.options)
+    take = parts.motion.prepare(photo.rgb, image.faces, request.caption, request.options,
+                                found)
     total = len(take)
     timed("motion", start)
     checkpoint()

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -202,12 +202,17 @@ class Take:
 class MotionModel(Protocol):
     """Photo -> looping clip. See the module docstring for the life cycle."""
 
+    def regions(self, rgb: np.ndarray, caption: str) -> Any:
+        """What the model finds in the photo before it knows the faces (sky, water)."""
+        ...
+
     def prepare(
         self,
         rgb: np.ndarray,
         faces: Sequence[FaceLike],
         caption: str,
         options: MotionOptions,
+        found: Any = None,  # regions(rgb, caption), if already made
     ) -> Take: ...
 
     def animate(
