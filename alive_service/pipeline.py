@@ -170,10 +170,11 @@ def animate(
     if caption.verdict == Verdict.BLOCK:
         raise Refused(caption, SafetyStage.CAPTION)
     # The motion model's look for sky and water needs no faces: it runs beside the image
-    # checks (their result decides whether it is used at all), on a new request's share.
+    # checks (their result decides whether it is used at all).
+    surveying: Future[object | None] | None = None
     with ThreadPoolExecutor(1, thread_name_prefix="regions") as pool:
-        surveying = (pool.submit(parts.motion.regions, photo.rgb, request.caption)
-                     if earlier is None else None)
+        if earlier is None:  # a retry generates nothing
+            surveying = pool.submit(_survey, parts, photo, request.caption)
         image = parts.safety.check_image(photo.rgb, parts.bank)
         found = surveying.result() if surveying is not None else None
     _record(parts.store, request, SafetyStage.IMAGE, image.decision, photo, image.pdq_hex)
@@ -283,6 +284,15 @@ def animate(
     mp4 = parts.store.read_mp4(stored) if reused else signed.mp4
     report(ProgressStage.DONE, total, total)
     return Result(stored, mp4, reused, timings)
+
+
+def _survey(parts: Parts, photo: Photo, caption: str) -> object | None:
+    """``parts.motion.regions`` for ``prepare``, or None if it failed: ``prepare`` then
+    looks again and fails where it always did, after the image decision is recorded."""
+    try:
+        return parts.motion.regions(photo.rgb, caption)
+    except Exception:  # noqa: BLE001 - raised again by prepare, in its place
+        return None
 
 
 def _asked(threads: int | ThreadShare | None) -> Callable[[], int | None]:
