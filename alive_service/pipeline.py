@@ -40,8 +40,10 @@ log = logging.getLogger("alive.pipeline")
 
 
 SAFETY_REVIEWER = "system:safety-review"
-# Frames drawn and encoded at a time: ~26 MB raw at 720p, enough to keep both cores busy.
-STREAM_BATCH = 8
+# Frames drawn and encoded at a time: ~13 MB raw at 720p (two such buffers with a draw-ahead).
+# 4, not 8: the watermark planner's frames, now kept as I420 planes (~21 MB at 1280x854),
+# would otherwise raise a request's peak, which is at the encoder's start.
+STREAM_BATCH = 4
 
 ProgressFn = Callable[[ProgressStage, int, int], None]
 ThreadShare = Callable[[], int]  # the CPU threads a request may use now
@@ -309,7 +311,7 @@ def draw_batches(take: Take, size: int, share: Callable[[], int | None],
     """Every frame in order, ``size`` at a time: ``take.batches(size, threads, known)``, the
     same frames, each batch drawn on the request's share of the cores at that moment. With
     a share of two or more the next batch is drawn on a second thread while the encoder
-    works through this one (in a second buffer, ~22-26 MB more at 720p): x264 alone keeps
+    works through this one (in a second buffer, ~11-13 MB more at 720p): x264 alone keeps
     two cores only partly busy. A batch is consumed before the next is asked for
     (encode_batches). ``converted``: frames the caller already has as I420 planes
     (``rgb_to_i420_bt709``), which take their place in the batch instead of being drawn
