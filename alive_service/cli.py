@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from functools import cache
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from alive_service import light_typer
 from alive_service.vocabulary import ProgressStage, ReportReason
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from alive_service.client import AliveClient
     from alive_service.rpc import pb
 
+light_typer.install()  # plain parameters parse without importing pydantic (~0.2 s)
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Bring a photo to life with the Alive service.")
 
@@ -34,8 +37,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 REASON_NAMES = [reason.value for reason in ReportReason]
 
 
+# rich's markup tags, with the backslashes that may escape them (rich.markup.RE_TAGS).
+_TAG = re.compile(r"(\\*)\[([a-z#/@][^[]*?)]")
+
+
 class _Err:
-    """stderr through rich, made on first use (rich costs ~50 ms to import)."""
+    """stderr: through rich on a terminal, made on first use (rich costs ~50 ms to import);
+    a pipe or a file, where rich would print no colour anyway, gets the text without the
+    markup (and without rich's wrapping at 80 columns)."""
 
     @cache  # noqa: B019 - one console for the process
     def console(self) -> Console:
@@ -44,16 +53,28 @@ class _Err:
         return Console(stderr=True)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
-        self.console().print(*args, **kwargs)
+        if sys.stderr.isatty() or kwargs or not all(isinstance(a, str) for a in args):
+            self.console().print(*args, **kwargs)
+            return
+        print(*(plain(a) for a in args), file=sys.stderr)
 
 
 err = _Err()
 
 
 def escape(text: str) -> str:
-    from rich.markup import escape as rich_escape
+    """``text`` shown as is by rich's markup (rich.markup.escape, without importing rich)."""
+    text = _TAG.sub(lambda m: f"{m.group(1)}{m.group(1)}\\[{m.group(2)}]", text)
+    return text + "\\" if text.endswith("\\") and not text.endswith("\\\\") else text
 
-    return rich_escape(text)
+
+def plain(markup: str) -> str:
+    """What rich shows of ``markup`` without its styles: tags dropped, escaped ones kept."""
+    def tag(match: re.Match[str]) -> str:
+        backslashes, escaped = divmod(len(match.group(1)), 2)
+        return "\\" * backslashes + (f"[{match.group(2)}]" if escaped else "")
+
+    return _TAG.sub(tag, markup)
 
 
 def _stage_names() -> dict[int, str]:

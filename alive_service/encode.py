@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import errno
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +62,7 @@ def encode_mp4(
 
 
 def encode_batches(
-    batches: Iterable[np.ndarray],
+    batches: Iterable[np.ndarray | Sequence[np.ndarray]],
     shape: tuple[int, ...],
     fps: int,
     options: EncodeOptions | None = None,
@@ -70,8 +70,11 @@ def encode_batches(
     mark: LumaMarkFn | None = None,
 ) -> Video:
     """Like ``encode_mp4``, for a clip of ``shape`` (T, H, W, 3) that arrives as consecutive
-    batches of frames (each (n, H, W, 3), consumed before the next is asked for): the caller
-    never needs the whole clip in memory."""
+    batches of frames (each (n, H, W, 3), or a sequence of frames, consumed before the next
+    is asked for): the caller never needs the whole clip in memory. A frame may come
+    already converted (an (H * 3 / 2, W) I420 array from ``rgb_to_i420_bt709``, which the
+    mark then modifies in place): the conversion depends on the frame alone, so the video
+    is the same."""
     options = options or EncodeOptions()
     count, height, width, _ = shape
     if width % 2 or height % 2:
@@ -94,7 +97,7 @@ def encode_batches(
 
 def _encode_to(
     path: str,
-    batches: Iterable[np.ndarray],
+    batches: Iterable[np.ndarray | Sequence[np.ndarray]],
     shape: tuple[int, ...],
     fps: int,
     options: EncodeOptions,
@@ -110,10 +113,10 @@ def _encode_to(
         stream.thread_count = options.threads
         tag_bt709(stream, {"crf": str(options.crf), "preset": options.preset})
         index = 0
-        for rgb in (frame for batch in batches for frame in batch):
+        for given in (frame for batch in batches for frame in batch):
             if index >= count:
                 raise ValueError(f"more frames than the {count} announced")
-            yuv = rgb_to_i420_bt709(rgb)
+            yuv = given if given.ndim == 2 else rgb_to_i420_bt709(given)
             if mark is not None:
                 mark(yuv, index)
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")

@@ -31,6 +31,7 @@ from alive_service.vocabulary import (
     review_reason,
 )
 from provenance import watermark
+from provenance.colour import rgb_to_i420_bt709
 from provenance.keys import SigningIdentity
 from provenance.sign import GenerationInfo, sign_video
 from safety import Decision
@@ -39,8 +40,10 @@ log = logging.getLogger("alive.pipeline")
 
 
 SAFETY_REVIEWER = "system:safety-review"
-# Frames drawn and encoded at a time: ~26 MB raw at 720p, enough to keep both cores busy.
-STREAM_BATCH = 8
+# Frames drawn and encoded at a time: ~13 MB raw at 720p (two such buffers with a draw-ahead).
+# 4, not 8: the watermark planner's frames, now kept as I420 planes (~21 MB at 1280x854),
+# would otherwise raise a request's peak, which is at the encoder's start.
+STREAM_BATCH = 4
 
 ProgressFn = Callable[[ProgressStage, int, int], None]
 ThreadShare = Callable[[], int]  # the CPU threads a request may use now
@@ -156,15 +159,26 @@ def animate(
     report(ProgressStage.CHECKING, 0, 0)
     start = time.perf_counter()
     # Decoding first: a request that is not a photo is refused before anything is recorded.
+    # The caption check needs nothing from the photo: it runs beside the decoder (a lone
+    # request's second core is idle there), and its decision is recorded after it.
     limits = replace(parts.limits, target_long_side=request.options.long_side)
-    photo = decode_photo(request.photo, limits)
-    timed("decode", start)
-    start = time.perf_counter()
-    caption = parts.safety.check_caption(request.caption)
+    with ThreadPoolExecutor(1, thread_name_prefix="caption-check") as pool:
+        captioning = pool.submit(parts.safety.check_caption, request.caption)
+        photo = decode_photo(request.photo, limits)
+        timed("decode", start)
+        start = time.perf_counter()
+        caption = captioning.result()
     _record(parts.store, request, SafetyStage.CAPTION, caption, photo)
     if caption.verdict == Verdict.BLOCK:
         raise Refused(caption, SafetyStage.CAPTION)
-    image = parts.safety.check_image(photo.rgb, parts.bank)
+    # The motion model's look for sky and water needs no faces: it runs beside the image
+    # checks (their result decides whether it is used at all).
+    surveying: Future[object | None] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="regions") as pool:
+        if earlier is None:  # a retry generates nothing
+            surveying = pool.submit(_survey, parts, photo, request.caption)
+        image = parts.safety.check_image(photo.rgb, parts.bank)
+        found = surveying.result() if surveying is not None else None
     _record(parts.store, request, SafetyStage.IMAGE, image.decision, photo, image.pdq_hex)
     if image.decision.verdict == Verdict.BLOCK:
         raise Refused(image.decision, SafetyStage.IMAGE)
@@ -182,7 +196,8 @@ def animate(
         checkpoint()
         report(stage, done, total)
 
-    take = parts.motion.prepare(photo.rgb, image.faces, request.caption, request.options)
+    take = parts.motion.prepare(photo.rgb, image.faces, request.caption, request.options,
+                                found)
     total = len(take)
     timed("motion", start)
     checkpoint()
@@ -195,23 +210,29 @@ def animate(
     start = time.perf_counter()
     checked = parts.safety.output_frame_picks(total)
     known = take.frames(checked, share())  # kept: the batches copy these instead of drawing
-    # The planner's frames (13 at 3 s) are let go as soon as the mark is planned and drawn
-    # again in their batch: kept, they held ~36 MB a request through the encoder's start,
-    # where a request's memory peaks; drawing them twice costs ~4% of the request's CPU.
-    planning = take.frames([t for t in watermark.planned_frames(total) if t not in known],
-                           share())
-    timed("sample", start)
-    checkpoint()
     # The output check only reads its frames and the encoder works on its own converted
-    # copies, so both run at once; a refusal throws the encoded video away unseen.
+    # copies, so the check runs beside everything up to the encoder's end; a refusal throws
+    # the encoded video away unseen.
     with ThreadPoolExecutor(1, thread_name_prefix="output-check") as pool:
         checking = pool.submit(parts.safety.check_frames,
                                SampledFrames(take.shape, {i: known[i] for i in checked}))
+        planning = take.frames([t for t in watermark.planned_frames(total) if t not in known],
+                               share())
+        timed("sample", start)
+        checkpoint()
         start = time.perf_counter()
-        # The mark goes onto the luma planes the encoder makes anyway: a third of the cost.
-        mark = watermark.LumaMark.plan(SampledFrames(take.shape, {**known, **planning}),
-                                       video_id)
-        del planning
+        # The planner's frames are kept as the I420 planes the encoder would make of them
+        # (half the bytes of RGB, ~21 MB at 720p), not drawn a second time in their batch:
+        # drawing them again cost ~5% of the request's CPU. They are converted while the
+        # mark is planned (which only reads them), on the second core of a lone request.
+        sampled = SampledFrames(take.shape, {**known, **planning})
+        with ThreadPoolExecutor(1, thread_name_prefix="convert") as helper:
+            converting = helper.submit(_to_i420, planning)
+            # The mark goes onto the luma planes the encoder makes anyway: a third of the
+            # cost.
+            mark = watermark.LumaMark.plan(sampled, video_id)
+            converted = converting.result()
+        del sampled, planning
         timed("watermark", start)
         start = time.perf_counter()
         # x264 keeps the threads it opens with; the frames are drawn on the share of the
@@ -219,9 +240,9 @@ def animate(
         encoding = replace(parts.encode, threads=n) if (n := share()) else parts.encode
         # Drawing a frame is part of making it: GENERATING counts frames drawn and encoded,
         # ENCODING marks the encoder's flush.
-        video = encode_batches(draw_batches(take, STREAM_BATCH, share, known), take.shape,
-                               take.fps, encoding, on_frame, mark.apply)
-        del known
+        video = encode_batches(draw_batches(take, STREAM_BATCH, share, known, converted),
+                               take.shape, take.fps, encoding, on_frame, mark.apply)
+        del known, converted
         on_frame(total, total, ProgressStage.ENCODING)
         timed("encode", start)
         start = time.perf_counter()
@@ -267,6 +288,15 @@ def animate(
     return Result(stored, mp4, reused, timings)
 
 
+def _survey(parts: Parts, photo: Photo, caption: str) -> object | None:
+    """``parts.motion.regions`` for ``prepare``, or None if it failed: ``prepare`` then
+    looks again and fails where it always did, after the image decision is recorded."""
+    try:
+        return parts.motion.regions(photo.rgb, caption)
+    except Exception:  # noqa: BLE001 - raised again by prepare, in its place
+        return None
+
+
 def _asked(threads: int | ThreadShare | None) -> Callable[[], int | None]:
     """``threads`` as a function the stages ask (a fixed count always answers the same)."""
     if threads is None or isinstance(threads, int):
@@ -275,25 +305,33 @@ def _asked(threads: int | ThreadShare | None) -> Callable[[], int | None]:
 
 
 def draw_batches(take: Take, size: int, share: Callable[[], int | None],
-           known: dict[int, np.ndarray]) -> Iterator[np.ndarray]:
+                 known: dict[int, np.ndarray],
+                 converted: dict[int, np.ndarray] | None = None,
+                 ) -> Iterator[np.ndarray | list[np.ndarray]]:
     """Every frame in order, ``size`` at a time: ``take.batches(size, threads, known)``, the
     same frames, each batch drawn on the request's share of the cores at that moment. With
     a share of two or more the next batch is drawn on a second thread while the encoder
-    works through this one (in a second buffer, ~22-26 MB more at 720p): x264 alone keeps
+    works through this one (in a second buffer, ~11-13 MB more at 720p): x264 alone keeps
     two cores only partly busy. A batch is consumed before the next is asked for
-    (encode_batches)."""
+    (encode_batches). ``converted``: frames the caller already has as I420 planes
+    (``rgb_to_i420_bt709``), which take their place in the batch instead of being drawn
+    (a batch that has one is a list of frames) and are let go as they pass."""
     total = len(take)
+    converted = converted if converted is not None else {}
     buffers: list[np.ndarray] = []
 
-    def draw(first: int, slot: int, threads: int | None) -> np.ndarray:
+    def draw(first: int, slot: int, threads: int | None) -> np.ndarray | list[np.ndarray]:
         while len(buffers) <= slot:
             buffers.append(np.empty((min(size, total), *take.shape[1:]), np.uint8))
         # Frames drawn ahead for the checks are copied, and let go.
-        return take.fill(first, buffers[slot][: min(total, first + size) - first], threads,
-                         known)
+        batch = take.fill(first, buffers[slot][: min(total, first + size) - first], threads,
+                          known, converted)
+        if not any(first + i in converted for i in range(len(batch))):
+            return batch
+        return [converted.pop(first + i, frame) for i, frame in enumerate(batch)]
 
     with ThreadPoolExecutor(1, thread_name_prefix="draw-ahead") as helper:
-        ahead: Future[np.ndarray] | None = None
+        ahead: Future[np.ndarray | list[np.ndarray]] | None = None
         slot = 0  # the buffer of the batch the encoder has
         for first in range(0, total, size):
             if ahead is not None:
@@ -305,6 +343,17 @@ def draw_batches(take: Take, size: int, share: Callable[[], int | None],
             if n is not None and n >= 2 and first + size < total:
                 ahead = helper.submit(draw, first + size, 1 - slot, n - 1)
             yield batch
+
+
+def _to_i420(frames: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Each RGB frame as its I420 planes, taken out of ``frames`` (emptied) as it is
+    converted, so that the RGB frame is freed as soon as nobody else holds it."""
+    out: dict[int, np.ndarray] = {}
+    while frames:
+        index, rgb = frames.popitem()
+        out[index] = rgb_to_i420_bt709(rgb)
+        del rgb
+    return out
 
 
 def _record(

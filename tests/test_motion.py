@@ -476,6 +476,30 @@ def test_frames_drawn_ahead_on_a_second_core_are_the_clip_frames_bit_for_bit(
         assert not known
 
 
+def test_frames_handed_over_as_i420_planes_encode_to_the_same_mp4(
+    model: OnnxMotionModel,
+) -> None:
+    from alive_service.encode import encode_batches, encode_mp4
+    from alive_service.pipeline import _to_i420, draw_batches
+    from provenance.colour import rgb_to_i420_bt709
+
+    photo, _, _ = sky_scene()
+    clip = model.animate(photo, [], "clouds", SMALL)
+    take = model.prepare(photo, [], "clouds", SMALL)
+    whole = encode_mp4(clip.frames, clip.fps)
+    for share in (lambda: 2, lambda: 1):
+        known = take.frames([5, 23])
+        # The watermark planner's frames, converted as the pipeline keeps them.
+        drawn = take.frames([0, 6, 7, 13, 23])
+        converted = _to_i420({t: f for t, f in drawn.items() if t not in known})
+        assert all(np.array_equal(converted[t], rgb_to_i420_bt709(clip.frames[t]))
+                   for t in converted)
+        streamed = encode_batches(draw_batches(take, 5, share, known, converted),
+                                  take.shape, take.fps)
+        assert streamed.mp4 == whole.mp4
+        assert not known and not converted  # each was handed over, and let go
+
+
 def test_a_streamed_clip_encodes_to_the_same_mp4(model: OnnxMotionModel) -> None:
     from alive_service.encode import encode_batches, encode_mp4
 

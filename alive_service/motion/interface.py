@@ -32,9 +32,9 @@ Life cycle of one request::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -168,13 +168,15 @@ class Take:
 
     def fill(
         self, first: int, out: np.ndarray, threads: int | None = None,
-        known: dict[int, np.ndarray] | None = None,
+        known: dict[int, np.ndarray] | None = None, skip: Container[int] = (),
     ) -> np.ndarray:
         """Frames ``first`` .. ``first + len(out) - 1`` into ``out`` (returned): those in
-        ``known`` copied and removed from it, the others drawn."""
+        ``known`` copied and removed from it, those in ``skip`` left as they are (the caller
+        has them in another form), the others drawn."""
         known = known if known is not None else {}
         last = first + len(out)
-        for start, stop, _at in _runs([t for t in range(first, last) if t not in known]):
+        drawn = [t for t in range(first, last) if t not in known and t not in skip]
+        for start, stop, _at in _runs(drawn):
             self.painter.paint(start, stop, out[start - first : stop - first], threads)
         for t in range(first, last):
             if t in known:
@@ -200,12 +202,17 @@ class Take:
 class MotionModel(Protocol):
     """Photo -> looping clip. See the module docstring for the life cycle."""
 
+    def regions(self, rgb: np.ndarray, caption: str) -> Any:
+        """What the model finds in the photo before it knows the faces (sky, water)."""
+        ...
+
     def prepare(
         self,
         rgb: np.ndarray,
         faces: Sequence[FaceLike],
         caption: str,
         options: MotionOptions,
+        found: Any = None,  # regions(rgb, caption), if already made
     ) -> Take: ...
 
     def animate(

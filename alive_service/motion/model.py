@@ -33,6 +33,7 @@ from alive_service.motion.interface import (
 )
 from alive_service.motion.layout import FACE_COLS, PARAM_INDEX, PARAM_NAMES
 from alive_service.motion.regions import (
+    Regions,
     find_regions,
     gray_guide,
     pull_push_fill,
@@ -133,14 +134,23 @@ class OnnxMotionModel:
         """Every frame at once: ``prepare(...).clip(progress, threads)``."""
         return self.prepare(rgb, faces, caption, options).clip(progress, threads)
 
+    def regions(self, rgb: np.ndarray, caption: str) -> Regions:
+        """The sky and water ``prepare`` finds in the photo: the part of it that needs no
+        faces, so a caller may run it beside the face detector and pass it on."""
+        steering = steer(caption or "")
+        return find_regions(rgb, steering.hint_sky, steering.hint_water)
+
     def prepare(
         self,
         rgb: np.ndarray,
         faces: Sequence[FaceLike],
         caption: str,
         options: MotionOptions,
+        found: Regions | None = None,
     ) -> Take:
-        """The clip ready to draw: everything but the frames themselves (see interface.py)."""
+        """The clip ready to draw: everything but the frames themselves (see interface.py).
+        ``found``: ``regions(rgb, caption)`` of this very photo and caption, if already
+        made."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError("rgb must be HxWx3 uint8")
         _check_options(options)
@@ -158,7 +168,7 @@ class OnnxMotionModel:
 
         # The masks come from the photo as uploaded, not from the output-size copy: what is sky
         # and what is water must not depend on the requested long side.
-        regions = find_regions(rgb, steering.hint_sky, steering.hint_water)
+        regions = found if found is not None else self.regions(rgb, caption)
         hinted_sky = any(hint.kind == "sky" for hint in options.hints)
         if (not steering.hint_sky and not hinted_sky
                 and _backdrop_behind_portrait(regions.sky, faces, w_in, h_in)):
@@ -235,8 +245,13 @@ class OnnxMotionModel:
             {"regions": support, "faces": face_arr, "params": params, "times": times},
         )
         guide = gray_guide(photo) if use_sky or use_water else None
+        # With both masks, the water's is refined beside the sky's (a lone request's second
+        # core is otherwise idle here); the same arithmetic either way.
+        water = (self._pool.submit(refine_alpha, regions.water, photo, guide)
+                 if use_water and use_sky else None)
         alpha_sky = refine_alpha(regions.sky, photo, guide) if use_sky else None
-        alpha_water = refine_alpha(regions.water, photo, guide) if use_water else None
+        alpha_water = (water.result() if water is not None
+                       else refine_alpha(regions.water, photo, guide) if use_water else None)
         basis, coef_a, coef_b, mix = fields.result()
 
         job = self._job(
