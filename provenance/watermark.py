@@ -321,14 +321,23 @@ def _ramp(value: float, bounds: tuple[float, float]) -> float:
     return float(np.clip((value - bounds[0]) / (bounds[1] - bounds[0]), 0.0, 1.0))
 
 
+def middle_and_share(frames: np.ndarray) -> tuple[np.ndarray, float]:
+    """The middle frame's luma (how much texture hides the mark where) and the Cb mark's
+    share of the PSNR budget (``chroma_share``): both marks are planned from them."""
+    frame = frames[_middle(len(frames))]
+    middle = _luma(frame.astype(np.float32))
+    return middle, chroma_share(frame, middle)
+
+
 def make_pattern(
-    frames: np.ndarray, video_id: str, luma_gain: float = 1.0, share: float | None = None
+    frames: np.ndarray, video_id: str, middle: np.ndarray, share: float,
+    luma_gain: float = 1.0,
 ) -> np.ndarray:
     """The int16 (H, W) pattern P that every frame receives unchanged.
 
     ``luma_gain``: how much of P reaches the encoder's Y' (1 when P goes onto the Y plane,
     Y_SCALE when it is added to R, G and B), so the picture is cancelled where it is read.
-    ``share``: the Cb mark's share of the PSNR budget (by default ``chroma_share``).
+    ``middle``, ``share``: from ``middle_and_share``.
 
     Where the amplitude goes: the reader gets the most from calm cells, the eye sees the
     least in busy ones. The plan starts fully texture-masked (flat sky gets a fraction of
@@ -341,11 +350,7 @@ def make_pattern(
     host_small = _host_small(frames)
     host = _to_grid(host_small, (rows, cols))
     calm = _cell_weights(host)
-    # The middle frame at pixel scale: how much texture hides the mark where.
-    middle = _luma(frames[_middle(len(frames))].astype(np.float32))
     masked = _masked_weights(_activity(middle, (rows, cols)))
-    if share is None:
-        share = chroma_share(frames[_middle(len(frames))], middle)
     max_rms = MAX_RMS * math.sqrt(1.0 - share)
     bit_of = _carriers((rows, cols))[0]
     weak = np.zeros(N_BITS, bool)
@@ -548,9 +553,8 @@ class LumaMark:
 
     @classmethod
     def plan(cls, frames: np.ndarray, video_id: str) -> LumaMark:
-        middle = _luma(frames[_middle(len(frames))].astype(np.float32))
-        share = chroma_share(frames[_middle(len(frames))], middle)
-        pattern = make_pattern(frames, video_id, share=share)
+        middle, share = middle_and_share(frames)
+        pattern = make_pattern(frames, video_id, middle, share)
         cb = np.rint(make_chroma_pattern(frames, video_id, middle, share)).astype(np.int16)
         return cls(
             pos=np.clip(pattern, 0, 255).astype(np.uint8),
@@ -581,9 +585,8 @@ def embed(frames: np.ndarray, video_id: str) -> None:
     if len(frames) < 1:
         raise ValueError("the watermark needs at least 1 frame")
     # Added to R, G and B alike, P reaches the limited-range Y' scaled by Y_SCALE.
-    middle = _luma(frames[_middle(len(frames))].astype(np.float32))
-    share = chroma_share(frames[_middle(len(frames))], middle)
-    pattern = make_pattern(frames, video_id, luma_gain=Y_SCALE, share=share)
+    middle, share = middle_and_share(frames)
+    pattern = make_pattern(frames, video_id, middle, share, luma_gain=Y_SCALE)
     h, w = frames.shape[1:3]
     cb = cv2.resize(make_chroma_pattern(frames, video_id, middle, share), (w, h),
                     interpolation=cv2.INTER_LINEAR)
@@ -607,11 +610,6 @@ def _sharpness(soft: np.ndarray) -> float:
     """
     mags = np.sort(np.abs(soft))[SHARPNESS_SKIP:]
     return float(mags.mean() / (mags.std() + 1e-9))
-
-
-def decode_from_grid(grid: np.ndarray, strict: bool = False) -> tuple[str | None, float]:
-    """Frame-averaged luma grid -> (id, strength); see ``decode_soft``."""
-    return decode_soft(soft_bits(grid), strict)
 
 
 def decode_soft(soft: np.ndarray, strict: bool = False) -> tuple[str | None, float]:
