@@ -264,13 +264,9 @@ def clear_caches() -> None:
 # scores): decoding leet word by word made each call ~0.5 ms for 500 characters.
 @functools.lru_cache(maxsize=256)
 def _views(text: str) -> tuple[str, ...]:
-    plain = readable(text)
-    joined = join_split_letters(plain)
-    decoded = join_split_letters(deleet(plain))
-    # Leet inside dotted words ("k.1.l.l") is seen only after joining, so decode both orders.
-    decoded2 = deleet(joined)
+    # The model's readings, then the accent-folded ones (for the English rules).
     folded = basic(text)
-    readings = (plain, joined, decoded, decoded2, folded, join_split_letters(deleet(folded)))
+    readings = (*_model_readings(text), folded, join_split_letters(deleet(folded)))
     return tuple(dict.fromkeys(v for v in readings if v))
 
 
@@ -279,6 +275,7 @@ def _model_readings(text: str) -> tuple[str, ...]:
     plain = readable(text)
     joined = join_split_letters(plain)
     decoded = join_split_letters(deleet(plain))
+    # Leet inside dotted words ("k.1.l.l") is seen only after joining, so decode both orders.
     readings = (plain, joined, decoded, deleet(joined))
     return tuple(dict.fromkeys(v for v in readings if v))
 
